@@ -1,0 +1,308 @@
+//! The on-disk format of a WAL segment: its file name, its header, the record framing, and the
+//! decoder that validates all three. Pure functions over bytes; no I/O.
+//!
+//! ```text
+//! segment file  {seq:016x}.wal
+//! header        magic "DWAL" | version: u32 LE | seq: u64 LE                 (16 bytes)
+//! record        len: u32 LE | crc32(len LE bytes ++ payload): u32 LE | payload   (8 + len bytes)
+//! ```
+//!
+//! The checksum covers the length field too, so a flipped length is caught, and a run of zero
+//! bytes never decodes as a valid record (crc32 of four zero bytes is not zero).
+
+use std::path::{Path, PathBuf};
+
+use super::StorageError;
+
+/// The first bytes of every segment.
+pub(super) const SEGMENT_MAGIC: [u8; 4] = *b"DWAL";
+/// The format version written in every segment header.
+pub(super) const SEGMENT_VERSION: u32 = 1;
+/// Size of the segment header: magic, version, sequence number.
+pub const SEGMENT_HEADER_BYTES: u64 = 16;
+/// Size of a record's framing: length and checksum.
+pub const RECORD_HEADER_BYTES: u64 = 8;
+/// The largest payload of one record. A longer length on disk is corruption, never a torn write.
+pub const RECORD_BYTES_MAX: u64 = 64 * 1024 * 1024;
+
+const SEGMENT_SUFFIX: &str = ".wal";
+const TMP_SUFFIX: &str = ".wal.tmp";
+/// Hex digits of the sequence number in a segment file name.
+const SEQ_DIGITS: usize = 16;
+
+/// The path of segment `seq` in `dir`.
+pub(super) fn segment_path(dir: &Path, seq: u64) -> PathBuf {
+    dir.join(format!("{seq:016x}{SEGMENT_SUFFIX}"))
+}
+
+/// The path under which segment `seq` is written before it is renamed into place.
+pub(super) fn tmp_path(dir: &Path, seq: u64) -> PathBuf {
+    dir.join(format!("{seq:016x}{TMP_SUFFIX}"))
+}
+
+/// What a directory entry is to the WAL.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum EntryKind {
+    Segment(u64),
+    /// A segment whose creation never completed (crash before its rename).
+    Tmp,
+    /// Not the WAL's: left alone.
+    Other,
+}
+
+/// Classifies a directory entry by name; a `.wal` name that is not `{seq:016x}.wal` is corrupt.
+pub(super) fn classify(dir: &Path, name: &str) -> Result<EntryKind, StorageError> {
+    if name.ends_with(TMP_SUFFIX) {
+        return Ok(EntryKind::Tmp);
+    }
+    let Some(stem) = name.strip_suffix(SEGMENT_SUFFIX) else {
+        return Ok(EntryKind::Other);
+    };
+    let well_formed =
+        stem.len() == SEQ_DIGITS && stem.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    match u64::from_str_radix(stem, 16) {
+        Ok(seq) if well_formed => Ok(EntryKind::Segment(seq)),
+        _ => Err(StorageError::corrupt(dir.join(name), 0, "segment file name is not {seq:016x}.wal")),
+    }
+}
+
+/// The header of segment `seq`.
+pub(super) fn encode_header(seq: u64) -> Vec<u8> {
+    let mut header = Vec::with_capacity(SEGMENT_HEADER_BYTES as usize);
+    header.extend_from_slice(&SEGMENT_MAGIC);
+    header.extend_from_slice(&SEGMENT_VERSION.to_le_bytes());
+    header.extend_from_slice(&seq.to_le_bytes());
+    assert_eq!(header.len() as u64, SEGMENT_HEADER_BYTES);
+    header
+}
+
+fn checksum(len_bytes: [u8; 4], payload: &[u8]) -> u32 {
+    let mut hasher = crc32fast::Hasher::new();
+    hasher.update(&len_bytes);
+    hasher.update(payload);
+    hasher.finalize()
+}
+
+/// Appends the framed `payload` to `buf`. The caller has checked it against [`RECORD_BYTES_MAX`].
+pub(super) fn encode_record(buf: &mut Vec<u8>, payload: &[u8]) {
+    assert!(payload.len() as u64 <= RECORD_BYTES_MAX, "unchecked record");
+    let len_bytes = (payload.len() as u32).to_le_bytes();
+    buf.extend_from_slice(&len_bytes);
+    buf.extend_from_slice(&checksum(len_bytes, payload).to_le_bytes());
+    buf.extend_from_slice(payload);
+}
+
+/// A segment as decoded from its bytes.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) struct Decoded {
+    pub records: Vec<Vec<u8>>,
+    /// For the last segment only: where a torn tail starts (the file must be cut there), and why.
+    pub torn: Option<(u64, String)>,
+}
+
+/// Reads 4 bytes at `at`; the caller has checked the bounds.
+fn u32_at(bytes: &[u8], at: usize) -> u32 {
+    let mut word = [0u8; 4];
+    word.copy_from_slice(&bytes[at..at + 4]);
+    u32::from_le_bytes(word)
+}
+
+fn decode_header(file: &Path, bytes: &[u8], seq: u64) -> Result<(), StorageError> {
+    if (bytes.len() as u64) < SEGMENT_HEADER_BYTES {
+        let reason = format!("segment is {} bytes, shorter than its {SEGMENT_HEADER_BYTES}-byte header", bytes.len());
+        return Err(StorageError::corrupt(file, 0, reason));
+    }
+    if bytes[..4] != SEGMENT_MAGIC {
+        let reason = format!("bad magic {:02x?}, expected {SEGMENT_MAGIC:02x?}", &bytes[..4]);
+        return Err(StorageError::corrupt(file, 0, reason));
+    }
+    let version = u32_at(bytes, 4);
+    if version != SEGMENT_VERSION {
+        let reason = format!("unsupported segment version {version}");
+        return Err(StorageError::corrupt(file, 4, reason));
+    }
+    let mut seq_bytes = [0u8; 8];
+    seq_bytes.copy_from_slice(&bytes[8..16]);
+    let header_seq = u64::from_le_bytes(seq_bytes);
+    if header_seq != seq {
+        let reason = format!("header names segment {header_seq:016x}, file name {seq:016x}");
+        return Err(StorageError::corrupt(file, 8, reason));
+    }
+    Ok(())
+}
+
+/// Decodes segment `seq` read from `file`. In the last segment (`is_last`), a record cut short by
+/// the end of the file, a checksum mismatch in a final record that ends exactly at the end of the
+/// file, or a zero-filled tail is a torn write: decoding stops there and reports where. Anything
+/// else that is not a valid record is [`StorageError::Corrupt`].
+pub(super) fn decode_segment(file: &Path, bytes: &[u8], seq: u64, is_last: bool) -> Result<Decoded, StorageError> {
+    decode_header(file, bytes, seq)?;
+    let file_len = bytes.len();
+    let mut records = Vec::new();
+    let mut at = SEGMENT_HEADER_BYTES as usize;
+    // Bounded: every iteration advances `at` by at least RECORD_HEADER_BYTES.
+    while at < file_len {
+        let offset = at as u64;
+        let remaining = file_len - at;
+        if (remaining as u64) < RECORD_HEADER_BYTES {
+            let reason = format!("record header cut short: {remaining} bytes before end of file");
+            return torn_tail(file, offset, is_last, reason, records);
+        }
+        let len = u32_at(bytes, at);
+        let stored_crc = u32_at(bytes, at + 4);
+        if u64::from(len) > RECORD_BYTES_MAX {
+            let reason = format!("record length {len} exceeds the limit of {RECORD_BYTES_MAX}");
+            return Err(StorageError::corrupt(file, offset, reason));
+        }
+        let payload_at = at + RECORD_HEADER_BYTES as usize;
+        let end = payload_at + len as usize;
+        if end > file_len {
+            let reason = format!("record of {len} bytes cut short: {} bytes before end of file", file_len - payload_at);
+            return torn_tail(file, offset, is_last, reason, records);
+        }
+        let payload = &bytes[payload_at..end];
+        let crc = checksum(len.to_le_bytes(), payload);
+        if crc != stored_crc {
+            let reason = format!("checksum mismatch: stored {stored_crc:08x}, computed {crc:08x}");
+            let ends_at_eof = end == file_len;
+            let zero_tail = bytes[at..].iter().all(|&b| b == 0);
+            if ends_at_eof || zero_tail {
+                return torn_tail(file, offset, is_last, reason, records);
+            }
+            return Err(StorageError::corrupt(file, offset, reason));
+        }
+        records.push(payload.to_vec());
+        at = end;
+    }
+    Ok(Decoded { records, torn: None })
+}
+
+/// The end of decoding at a tail that looks torn: a torn write in the last segment, corruption
+/// in any other (every segment but the last was synced whole before the next one was created).
+fn torn_tail(
+    file: &Path,
+    offset: u64,
+    is_last: bool,
+    reason: String,
+    records: Vec<Vec<u8>>,
+) -> Result<Decoded, StorageError> {
+    if !is_last {
+        return Err(StorageError::corrupt(file, offset, reason));
+    }
+    Ok(Decoded { records, torn: Some((offset, reason)) })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap is a failed test
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn segment(seq: u64, payloads: &[&[u8]]) -> Vec<u8> {
+        let mut bytes = encode_header(seq);
+        for payload in payloads {
+            encode_record(&mut bytes, payload);
+        }
+        bytes
+    }
+
+    #[test]
+    fn a_zero_filled_record_never_has_a_valid_checksum() {
+        assert_ne!(checksum([0; 4], &[]), 0);
+    }
+
+    #[test]
+    fn decode_returns_every_record_in_order() {
+        let bytes = segment(3, &[b"a", b"", b"ccc"]);
+        let decoded = decode_segment(Path::new("s"), &bytes, 3, false).unwrap();
+        assert_eq!(decoded.records, vec![b"a".to_vec(), vec![], b"ccc".to_vec()]);
+        assert_eq!(decoded.torn, None);
+    }
+
+    #[test]
+    fn a_zero_filled_tail_of_the_last_segment_is_torn() {
+        let mut bytes = segment(0, &[b"kept"]);
+        let good_len = bytes.len() as u64;
+        bytes.extend_from_slice(&[0; 100]);
+        let decoded = decode_segment(Path::new("s"), &bytes, 0, true).unwrap();
+        assert_eq!(decoded.records, vec![b"kept".to_vec()]);
+        assert_eq!(decoded.torn.map(|(offset, _)| offset), Some(good_len));
+    }
+
+    #[test]
+    fn an_absurd_length_is_corrupt_even_at_the_tail() {
+        let mut bytes = segment(0, &[]);
+        bytes.extend_from_slice(&u32::MAX.to_le_bytes());
+        bytes.extend_from_slice(&[0; 4]);
+        let err = decode_segment(Path::new("s"), &bytes, 0, true).unwrap_err();
+        assert!(matches!(err, StorageError::Corrupt { offset: 16, .. }), "{err}");
+    }
+
+    #[test]
+    fn a_header_naming_another_segment_is_corrupt() {
+        let bytes = segment(1, &[]);
+        let err = decode_segment(Path::new("s"), &bytes, 2, true).unwrap_err();
+        assert!(matches!(err, StorageError::Corrupt { offset: 8, .. }), "{err}");
+    }
+
+    #[test]
+    fn an_unknown_version_is_corrupt() {
+        let mut bytes = segment(0, &[]);
+        bytes[4] = 9;
+        let err = decode_segment(Path::new("s"), &bytes, 0, true).unwrap_err();
+        assert!(matches!(err, StorageError::Corrupt { offset: 4, .. }), "{err}");
+    }
+
+    #[test]
+    fn a_header_cut_short_is_corrupt_even_in_the_last_segment() {
+        let bytes = segment(0, &[]);
+        let err = decode_segment(Path::new("s"), &bytes[..10], 0, true).unwrap_err();
+        assert!(matches!(err, StorageError::Corrupt { offset: 0, .. }), "{err}");
+    }
+
+    #[test]
+    fn classify_recognises_segments_tmp_files_and_strangers() {
+        let dir = Path::new("/w");
+        assert_eq!(classify(dir, "000000000000002a.wal").unwrap(), EntryKind::Segment(42));
+        assert_eq!(classify(dir, "000000000000002a.wal.tmp").unwrap(), EntryKind::Tmp);
+        assert_eq!(classify(dir, "README").unwrap(), EntryKind::Other);
+        assert!(matches!(classify(dir, "2a.wal"), Err(StorageError::Corrupt { .. })));
+        assert!(matches!(classify(dir, "000000000000002A.wal"), Err(StorageError::Corrupt { .. })));
+    }
+
+    proptest! {
+        #[test]
+        fn decoding_arbitrary_bytes_never_panics(
+            tail in proptest::collection::vec(any::<u8>(), 0..256),
+            is_last in any::<bool>(),
+        ) {
+            let mut bytes = encode_header(0);
+            bytes.extend_from_slice(&tail);
+            let _ = decode_segment(Path::new("s"), &bytes, 0, is_last);
+        }
+
+        #[test]
+        fn a_damaged_byte_never_yields_a_record_that_was_not_written(
+            payloads in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..32), 1..8),
+            position in any::<proptest::sample::Index>(),
+            flip in 1u8..=255,
+            is_last in any::<bool>(),
+        ) {
+            let refs: Vec<&[u8]> = payloads.iter().map(Vec::as_slice).collect();
+            let mut bytes = segment(0, &refs);
+            let at = SEGMENT_HEADER_BYTES as usize
+                + position.index(bytes.len() - SEGMENT_HEADER_BYTES as usize);
+            bytes[at] ^= flip;
+            match decode_segment(Path::new("s"), &bytes, 0, is_last) {
+                Ok(decoded) => {
+                    prop_assert!(is_last, "damage in a non-last segment went unnoticed");
+                    prop_assert!(decoded.torn.is_some(), "damage went unnoticed");
+                    prop_assert!(decoded.records.len() < payloads.len());
+                    prop_assert_eq!(&decoded.records[..], &payloads[..decoded.records.len()]);
+                }
+                Err(err) => prop_assert!(matches!(err, StorageError::Corrupt { .. }), "{}", err),
+            }
+        }
+    }
+}

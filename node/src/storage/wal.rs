@@ -1,0 +1,370 @@
+//! [`Wal`]: a segmented, append-only, checksummed record log on one directory of a [`Disk`].
+//!
+//! # Life of a record
+//!
+//! [`Wal::append`] frames the record into an in-memory buffer (cheap: no system call until the
+//! buffer passes [`WRITE_BUFFER_BYTES_MAX`]). [`Wal::sync`] writes the buffer to the current
+//! segment and syncs it: every record appended before a successful `sync` survives any crash.
+//! The owner appends many records, then syncs once (group commit).
+//!
+//! # Segments
+//!
+//! The log is a run of segment files `{seq:016x}.wal` with contiguous sequence numbers (format in
+//! `segment.rs`). Only the last one, the current segment, grows. The owner decides when to start a
+//! new one ([`Wal::rotate`], typically once [`Wal::current_len`] passes [`SEGMENT_BYTES_TARGET`])
+//! and which records open it (e.g. the state needed to read it without its predecessors). A new
+//! segment is written whole under a temporary name, synced, renamed into place, and the directory
+//! synced: a segment visible under its final name is always complete up to its header records, and
+//! a leftover temporary file is a rotation that never happened (removed at open).
+//!
+//! # Recovery ([`Wal::open`])
+//!
+//! Every segment is decoded and checked. Only the tail of the last segment may be torn (records
+//! appended after the last sync); it is cut off, durably, with a warning. Everything recovered is
+//! then made durable (the last segment and the directory are synced), because the previous
+//! process may have died with written but unsynced records in the page cache, and the owner
+//! treats recovered records as durable. Anything else that is not
+//! what this module wrote is [`StorageError::Corrupt`], naming the file and offset: the node must
+//! refuse to start rather than serve from a damaged log.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::segment::{
+    classify, decode_segment, encode_header, encode_record, segment_path, tmp_path, EntryKind, RECORD_BYTES_MAX,
+    RECORD_HEADER_BYTES,
+};
+use super::{Disk, DiskFile, StorageError};
+
+/// The segment size past which the owner should [`Wal::rotate`]. Advisory: the WAL does not rotate
+/// by itself, because a new segment opens with the owner's header records.
+pub const SEGMENT_BYTES_TARGET: u64 = 64 * 1024 * 1024;
+/// The hard limit of one segment: [`Wal::append`] refuses to grow the current segment past it
+/// ([`StorageError::SegmentFull`]). Recovery reads whole segments into memory; this bounds that.
+pub const SEGMENT_BYTES_MAX: u64 = 1024 * 1024 * 1024;
+/// Buffered (appended, not yet written) bytes past which [`Wal::append`] hands the buffer to the
+/// file without syncing, to bound the WAL's memory between syncs.
+pub const WRITE_BUFFER_BYTES_MAX: usize = 4 * 1024 * 1024;
+
+/// One segment as recovered by [`Wal::open`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Segment {
+    /// Its sequence number; consecutive segments have consecutive numbers.
+    pub seq: u64,
+    /// Its records, in append order (header records first).
+    pub records: Vec<Vec<u8>>,
+}
+
+/// A segmented, append-only, checksummed record log; see the module doc.
+pub struct Wal {
+    disk: Arc<dyn Disk>,
+    dir: PathBuf,
+    /// The oldest segment still on disk.
+    first_seq: u64,
+    /// The current segment, the only one that grows.
+    seq: u64,
+    file: Box<dyn DiskFile>,
+    /// Bytes of the current segment handed to the file (durable or not).
+    written_len: u64,
+    /// Bytes of the current segment known durable.
+    synced_len: u64,
+    /// Framed records appended but not yet handed to the file.
+    buf: Vec<u8>,
+    /// Set by a failed write or sync: what reached the disk is unknown.
+    poisoned: bool,
+    /// [`WRITE_BUFFER_BYTES_MAX`], lowered by tests to exercise written-but-unsynced bytes.
+    write_buffer_bytes_max: usize,
+}
+
+impl fmt::Debug for Wal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Wal")
+            .field("dir", &self.dir)
+            .field("first_seq", &self.first_seq)
+            .field("seq", &self.seq)
+            .field("written_len", &self.written_len)
+            .field("synced_len", &self.synced_len)
+            .field("buffered_bytes", &self.buf.len())
+            .field("poisoned", &self.poisoned)
+            .finish()
+    }
+}
+
+fn check_record_len(payload: &[u8]) -> Result<u64, StorageError> {
+    let len_bytes = payload.len() as u64;
+    if len_bytes > RECORD_BYTES_MAX {
+        return Err(StorageError::RecordTooLarge { len_bytes, max_bytes: RECORD_BYTES_MAX });
+    }
+    Ok(RECORD_HEADER_BYTES + len_bytes)
+}
+
+impl Wal {
+    /// Opens the log in `dir`, creating the directory and a first segment (seq 0) if there is
+    /// none, and recovers every segment on disk, oldest first. A torn tail of the last segment is
+    /// cut off (durably, through the disk) with a warning; see the module doc for what is corrupt.
+    pub fn open(disk: Arc<dyn Disk>, dir: &Path) -> Result<(Wal, Vec<Segment>), StorageError> {
+        disk.create_dir_all(dir)?;
+        let seqs = scan_dir(disk.as_ref(), dir)?;
+        let (Some(&first_seq), Some(&last_seq)) = (seqs.first(), seqs.last()) else {
+            let (file, len) = create_segment(disk.as_ref(), dir, 0, &[])?;
+            let wal = Wal::new(disk, dir, 0, 0, file, len);
+            return Ok((wal, vec![Segment { seq: 0, records: Vec::new() }]));
+        };
+        let mut segments = Vec::with_capacity(seqs.len());
+        for &seq in &seqs {
+            let records = recover_segment(disk.as_ref(), dir, seq, seq == last_seq)?;
+            segments.push(Segment { seq, records });
+        }
+        // What was recovered may sit unsynced in the page cache (the previous process was killed
+        // between a write and its sync, or between a rotation's rename and its directory sync).
+        // The owner will treat recovered records as durable: make them so.
+        let path = segment_path(dir, last_seq);
+        let mut file = disk.open_append(&path)?;
+        file.sync()?;
+        disk.sync_dir(dir)?;
+        let len = file.len()?;
+        let wal = Wal::new(disk, dir, first_seq, last_seq, file, len);
+        Ok((wal, segments))
+    }
+
+    fn new(disk: Arc<dyn Disk>, dir: &Path, first_seq: u64, seq: u64, file: Box<dyn DiskFile>, len: u64) -> Wal {
+        assert!(first_seq <= seq, "first segment after the current one");
+        Wal {
+            disk,
+            dir: dir.to_path_buf(),
+            first_seq,
+            seq,
+            file,
+            written_len: len,
+            synced_len: len,
+            buf: Vec::new(),
+            poisoned: false,
+            write_buffer_bytes_max: WRITE_BUFFER_BYTES_MAX,
+        }
+    }
+
+    /// The directory of the log.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The sequence number of the current segment (the one appended to).
+    pub fn current_seq(&self) -> u64 {
+        self.seq
+    }
+
+    /// The sequence number of the oldest segment still on disk.
+    pub fn first_seq(&self) -> u64 {
+        self.first_seq
+    }
+
+    /// The length of the current segment in bytes, counting its header and every record appended,
+    /// synced or not.
+    pub fn current_len(&self) -> u64 {
+        self.written_len + self.buf.len() as u64
+    }
+
+    /// Lowers the write-buffer limit, so that tests see records written but not synced.
+    #[cfg(test)]
+    pub(super) fn set_write_buffer_bytes_max(&mut self, bytes: usize) {
+        assert!(bytes <= WRITE_BUFFER_BYTES_MAX);
+        self.write_buffer_bytes_max = bytes;
+    }
+
+    fn check_usable(&self) -> Result<(), StorageError> {
+        if self.poisoned {
+            return Err(StorageError::Poisoned);
+        }
+        Ok(())
+    }
+
+    /// Appends one record to the current segment. Not durable until [`Wal::sync`] returns `Ok`.
+    /// Fails with [`StorageError::RecordTooLarge`] past [`RECORD_BYTES_MAX`], and with
+    /// [`StorageError::SegmentFull`] if the segment would pass [`SEGMENT_BYTES_MAX`].
+    pub fn append(&mut self, payload: &[u8]) -> Result<(), StorageError> {
+        self.check_usable()?;
+        let framed_bytes = check_record_len(payload)?;
+        if self.current_len() + framed_bytes > SEGMENT_BYTES_MAX {
+            return Err(StorageError::SegmentFull { seq: self.seq, max_bytes: SEGMENT_BYTES_MAX });
+        }
+        encode_record(&mut self.buf, payload);
+        if self.buf.len() >= self.write_buffer_bytes_max {
+            self.write_buffer()?;
+        }
+        Ok(())
+    }
+
+    /// Hands the buffered records to the file (no sync). Poisons the WAL on failure.
+    fn write_buffer(&mut self) -> Result<(), StorageError> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        if let Err(err) = self.file.write_all(&self.buf) {
+            self.poisoned = true;
+            return Err(err);
+        }
+        self.written_len += self.buf.len() as u64;
+        self.buf.clear();
+        Ok(())
+    }
+
+    /// Makes every record appended so far durable: writes the buffer to the current segment and
+    /// syncs it. Does nothing if nothing was appended since the last sync. A failure poisons the
+    /// WAL: every later call fails with [`StorageError::Poisoned`] until it is reopened.
+    pub fn sync(&mut self) -> Result<(), StorageError> {
+        self.check_usable()?;
+        self.write_buffer()?;
+        if self.synced_len == self.written_len {
+            return Ok(());
+        }
+        if let Err(err) = self.file.sync() {
+            self.poisoned = true;
+            return Err(err);
+        }
+        assert!(self.buf.is_empty(), "unwritten bytes after a sync");
+        self.synced_len = self.written_len;
+        Ok(())
+    }
+
+    /// Syncs the current segment, then starts segment `current_seq() + 1` holding
+    /// `header_records`, durably (file and directory synced), and makes it current. Returns its
+    /// sequence number. A failure poisons the WAL.
+    pub fn rotate(&mut self, header_records: &[&[u8]]) -> Result<u64, StorageError> {
+        self.check_usable()?;
+        let mut framed_bytes = 0;
+        for record in header_records {
+            framed_bytes += check_record_len(record)?;
+        }
+        if framed_bytes > SEGMENT_BYTES_MAX {
+            let next = self.seq.saturating_add(1);
+            return Err(StorageError::SegmentFull { seq: next, max_bytes: SEGMENT_BYTES_MAX });
+        }
+        self.sync()?;
+        match self.start_next_segment(header_records) {
+            Ok(next) => Ok(next),
+            Err(err) => {
+                self.poisoned = true;
+                Err(err)
+            }
+        }
+    }
+
+    fn start_next_segment(&mut self, header_records: &[&[u8]]) -> Result<u64, StorageError> {
+        let Some(next) = self.seq.checked_add(1) else {
+            let path = segment_path(&self.dir, self.seq);
+            return Err(StorageError::corrupt(path, 8, "segment numbers exhausted"));
+        };
+        let (file, len) = create_segment(self.disk.as_ref(), &self.dir, next, header_records)?;
+        assert!(next > self.seq, "segment numbers must strictly increase");
+        self.seq = next;
+        self.file = file;
+        self.written_len = len;
+        self.synced_len = len;
+        Ok(next)
+    }
+
+    /// Deletes every segment older than `seq` (never the current one), oldest first, syncing the
+    /// directory after each removal so that a crash leaves a contiguous run of segments on any file
+    /// system. Returns how many were removed.
+    pub fn remove_segments_before(&mut self, seq: u64) -> Result<u64, StorageError> {
+        self.check_usable()?;
+        let end = seq.min(self.seq);
+        let mut removed = 0;
+        while self.first_seq < end {
+            self.disk.remove_file(&segment_path(&self.dir, self.first_seq))?;
+            self.disk.sync_dir(&self.dir)?;
+            self.first_seq += 1;
+            removed += 1;
+        }
+        assert!(self.first_seq <= self.seq, "removed the current segment");
+        Ok(removed)
+    }
+}
+
+/// Lists the segments of `dir`, sorted and checked contiguous, after removing leftover temporary
+/// files (rotations that never completed).
+fn scan_dir(disk: &dyn Disk, dir: &Path) -> Result<Vec<u64>, StorageError> {
+    let mut seqs = Vec::new();
+    let mut removed_tmp = false;
+    for name in disk.list_dir(dir)? {
+        match classify(dir, &name)? {
+            EntryKind::Segment(seq) => seqs.push(seq),
+            EntryKind::Tmp => {
+                let path = dir.join(&name);
+                tracing::warn!(file = %path.display(), "removing an unfinished WAL segment");
+                disk.remove_file(&path)?;
+                removed_tmp = true;
+            }
+            EntryKind::Other => {
+                tracing::debug!(dir = %dir.display(), name, "ignoring a non-WAL file");
+            }
+        }
+    }
+    if removed_tmp {
+        disk.sync_dir(dir)?;
+    }
+    seqs.sort_unstable();
+    for pair in seqs.windows(2) {
+        if pair[1] != pair[0] + 1 {
+            let reason =
+                format!("segment numbers jump from {:016x} to {:016x}: segments are missing", pair[0], pair[1]);
+            return Err(StorageError::corrupt(segment_path(dir, pair[1]), 0, reason));
+        }
+    }
+    Ok(seqs)
+}
+
+/// Reads and decodes segment `seq`; in the last segment, cuts a torn tail off durably.
+fn recover_segment(disk: &dyn Disk, dir: &Path, seq: u64, is_last: bool) -> Result<Vec<Vec<u8>>, StorageError> {
+    let path = segment_path(dir, seq);
+    let bytes = disk.read_all(&path)?;
+    if bytes.len() as u64 > SEGMENT_BYTES_MAX {
+        let reason = format!("segment is larger than the limit of {SEGMENT_BYTES_MAX} bytes");
+        return Err(StorageError::corrupt(&path, SEGMENT_BYTES_MAX, reason));
+    }
+    let decoded = decode_segment(&path, &bytes, seq, is_last)?;
+    if let Some((offset, reason)) = decoded.torn {
+        tracing::warn!(
+            file = %path.display(),
+            offset,
+            cut_bytes = bytes.len() as u64 - offset,
+            reason,
+            "truncating the torn tail of the last WAL segment"
+        );
+        disk.truncate(&path, offset)?;
+    }
+    Ok(decoded.records)
+}
+
+/// Writes segment `seq` holding `records` under a temporary name, syncs it, renames it into place
+/// and syncs the directory. Returns it open for appending, with its length.
+fn create_segment(
+    disk: &dyn Disk,
+    dir: &Path,
+    seq: u64,
+    records: &[&[u8]],
+) -> Result<(Box<dyn DiskFile>, u64), StorageError> {
+    let path = segment_path(dir, seq);
+    if disk.exists(&path)? {
+        return Err(StorageError::corrupt(&path, 0, "segment exists already"));
+    }
+    let mut bytes = encode_header(seq);
+    for record in records {
+        encode_record(&mut bytes, record);
+    }
+    let tmp = tmp_path(dir, seq);
+    let mut file = disk.create(&tmp)?;
+    file.write_all(&bytes)?;
+    file.sync()?;
+    drop(file);
+    disk.rename(&tmp, &path)?;
+    disk.sync_dir(dir)?;
+    let file = disk.open_append(&path)?;
+    let len = file.len()?;
+    if len != bytes.len() as u64 {
+        let reason = format!("new segment is {len} bytes, {} were written", bytes.len());
+        return Err(StorageError::corrupt(&path, len, reason));
+    }
+    Ok((file, len))
+}
