@@ -1,0 +1,377 @@
+//! [`WriteBatch`]: one redb write transaction holding any number of etcd write transactions.
+//!
+//! The batch changes the store's key index and revisions in place, so its own reads see its
+//! writes, and journals every index change. Commit publishes; dropping the batch (or a failed
+//! commit) undoes the journal, so the store always reflects committed state only. An operation
+//! that fails on a request (compacted revision, missing key) is undone on its own and the batch
+//! stays usable; an operation that fails in storage poisons the batch, which can then only be
+//! dropped.
+
+use detcd_proto::etcdserverpb::{
+    CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, PutRequest, PutResponse,
+    RangeRequest, RangeResponse, TxnRequest, TxnResponse,
+};
+use redb::{Durability, Table, WriteTransaction};
+
+use super::codec::Record;
+use super::index::{Entry, Interval, KeyIndex, Undo};
+use super::range::{self, fetch, header, View};
+use super::schema::{Rev, APP_META, META_COMPACT_REV, META_CURRENT_REV, MVCC_META, NEVER_COMPACTED, REVISIONS};
+use super::store::Store;
+use super::MvccError;
+
+/// A batch of writes applied in one redb write transaction; see the module docs.
+pub struct WriteBatch<'a> {
+    store: &'a mut Store,
+    /// `None` once committed.
+    txn: Option<WriteTransaction>,
+    /// Index changes since the batch began, oldest first.
+    journal: Vec<Undo>,
+    start_current_rev: i64,
+    start_compact_rev: i64,
+    /// The storage failure that made this batch unusable.
+    poisoned: Option<MvccError>,
+    committed: bool,
+}
+
+impl std::fmt::Debug for WriteBatch<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WriteBatch")
+            .field("start_current_rev", &self.start_current_rev)
+            .field("current_rev", &self.store.current_rev)
+            .field("journal", &self.journal.len())
+            .field("poisoned", &self.poisoned)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The transaction of a batch that is still usable.
+fn usable<'t>(
+    txn: &'t Option<WriteTransaction>,
+    poisoned: &Option<MvccError>,
+) -> Result<&'t WriteTransaction, MvccError> {
+    if let Some(e) = poisoned {
+        return Err(MvccError::Storage(format!("write batch unusable after an earlier failure: {e}")));
+    }
+    txn.as_ref().ok_or_else(|| MvccError::Storage("write batch already committed".to_string()))
+}
+
+impl<'a> WriteBatch<'a> {
+    pub(super) fn begin(store: &'a mut Store) -> Result<WriteBatch<'a>, MvccError> {
+        let txn = store.db.begin_write()?;
+        Ok(WriteBatch {
+            start_current_rev: store.current_rev,
+            start_compact_rev: store.compact_rev,
+            store,
+            txn: Some(txn),
+            journal: Vec::new(),
+            poisoned: None,
+            committed: false,
+        })
+    }
+
+    /// etcd's Put as its own write transaction.
+    pub fn put(&mut self, req: &PutRequest) -> Result<PutResponse, MvccError> {
+        self.run(|w, ctx| w.put(ctx, req))
+    }
+
+    /// etcd's DeleteRange as its own write transaction.
+    pub fn delete_range(&mut self, req: &DeleteRangeRequest) -> Result<DeleteRangeResponse, MvccError> {
+        self.run(|w, ctx| w.delete_range(ctx, req))
+    }
+
+    /// etcd's Txn: compares, then the chosen branch's operations, all in one revision.
+    pub fn txn(&mut self, req: &TxnRequest) -> Result<TxnResponse, MvccError> {
+        self.run(|w, ctx| w.txn(ctx, req))
+    }
+
+    /// etcd's Range, seeing this batch's writes.
+    pub fn range(&self, req: &RangeRequest) -> Result<RangeResponse, MvccError> {
+        let txn = usable(&self.txn, &self.poisoned)?;
+        let table = txn.open_table(REVISIONS)?;
+        let view = View { rev: self.store.current_rev, compact_rev: self.store.compact_rev };
+        range::range(&self.store.index, &table, view, req)
+    }
+
+    /// Compacts history at `req.revision`, physically deleting what no read at or after it needs.
+    pub fn compact(&mut self, req: &CompactionRequest) -> Result<CompactionResponse, MvccError> {
+        usable(&self.txn, &self.poisoned)?;
+        let at = req.revision;
+        if at <= self.store.compact_rev {
+            return Err(MvccError::Compacted);
+        }
+        if at > self.store.current_rev {
+            return Err(MvccError::FutureRevision);
+        }
+        let dropped = self.store.index.compact(at, &mut self.journal);
+        let removed = (|| -> Result<(), MvccError> {
+            let txn = usable(&self.txn, &self.poisoned)?;
+            let mut table = txn.open_table(REVISIONS)?;
+            for rev in &dropped {
+                if table.remove(rev.to_key())?.is_none() {
+                    return Err(MvccError::Corrupt(format!(
+                        "compaction found no record at revision {rev}, which the index holds"
+                    )));
+                }
+            }
+            Ok(())
+        })();
+        if let Err(e) = removed {
+            self.poisoned = Some(e.clone());
+            return Err(e);
+        }
+        assert!(at > self.store.compact_rev, "the compaction point only grows");
+        self.store.compact_rev = at;
+        tracing::debug!(at, records = dropped.len(), "mvcc compaction");
+        Ok(CompactionResponse { header: header(self.store.current_rev) })
+    }
+
+    /// Stores an opaque value for the Raft layer, committed with the batch.
+    pub fn set_meta(&mut self, name: &str, value: &[u8]) -> Result<(), MvccError> {
+        let result = (|| -> Result<(), MvccError> {
+            let txn = usable(&self.txn, &self.poisoned)?;
+            txn.open_table(APP_META)?.insert(name, value)?;
+            Ok(())
+        })();
+        if let Err(e) = &result {
+            self.poison_if_fatal(e);
+        }
+        result
+    }
+
+    /// Commits the batch (`durable`: fsync before returning) and publishes it to the store. On
+    /// error nothing is published and the store is as before the batch.
+    pub fn commit(mut self, durable: bool) -> Result<(), MvccError> {
+        usable(&self.txn, &self.poisoned).map_err(|e| MvccError::Storage(format!("cannot commit: {e}")))?;
+        let Some(mut txn) = self.txn.take() else {
+            return Err(MvccError::Storage("write batch already committed".to_string()));
+        };
+        let (current_rev, compact_rev) = (self.store.current_rev, self.store.compact_rev);
+        assert!(current_rev >= self.start_current_rev, "the revision only grows");
+        assert!(compact_rev >= self.start_compact_rev, "the compaction point only grows");
+        if current_rev != self.start_current_rev || compact_rev != self.start_compact_rev {
+            let mut meta = txn.open_table(MVCC_META)?;
+            meta.insert(META_CURRENT_REV, current_rev.to_be_bytes().as_slice())?;
+            if compact_rev != NEVER_COMPACTED {
+                meta.insert(META_COMPACT_REV, compact_rev.to_be_bytes().as_slice())?;
+            }
+        }
+        txn.set_durability(if durable { Durability::Immediate } else { Durability::None })?;
+        txn.commit()?;
+        self.committed = true;
+        self.journal.clear();
+        Ok(())
+    }
+
+    fn poison_if_fatal(&mut self, e: &MvccError) {
+        if e.is_fatal() && self.poisoned.is_none() {
+            self.poisoned = Some(e.clone());
+        }
+    }
+
+    /// Runs one etcd write transaction: on success the store's revision moves to the one it
+    /// wrote (if it wrote anything); on failure every trace of it is removed.
+    fn run<R>(
+        &mut self,
+        op: impl FnOnce(&mut Writer<'_, '_>, &mut TxnCtx) -> Result<R, MvccError>,
+    ) -> Result<R, MvccError> {
+        let mut ctx = TxnCtx::new(self.store.current_rev);
+        let mark = self.journal.len();
+        let result = (|| {
+            let txn = usable(&self.txn, &self.poisoned)?;
+            let mut writer = Writer {
+                index: &mut self.store.index,
+                journal: &mut self.journal,
+                table: txn.open_table(REVISIONS)?,
+                compact_rev: self.store.compact_rev,
+            };
+            op(&mut writer, &mut ctx)
+        })();
+        match result {
+            Ok(r) => {
+                assert!(ctx.view_rev() >= self.store.current_rev, "the revision only grows");
+                self.store.current_rev = ctx.view_rev();
+                Ok(r)
+            }
+            Err(e) => {
+                self.undo_op(mark, &ctx, &e);
+                Err(e)
+            }
+        }
+    }
+
+    /// Removes what a failed operation wrote: its index changes and its records.
+    fn undo_op(&mut self, mark: usize, ctx: &TxnCtx, cause: &MvccError) {
+        while self.journal.len() > mark {
+            if let Some(undo) = self.journal.pop() {
+                self.store.index.undo(undo);
+            }
+        }
+        self.poison_if_fatal(cause);
+        if self.poisoned.is_some() || !ctx.changed() {
+            return;
+        }
+        let removed = (|| -> Result<(), MvccError> {
+            let txn = usable(&self.txn, &self.poisoned)?;
+            let mut table = txn.open_table(REVISIONS)?;
+            for rev in ctx.written() {
+                if table.remove(rev.to_key())?.is_none() {
+                    return Err(MvccError::Corrupt(format!("undo found no record at revision {rev}, which it wrote")));
+                }
+            }
+            Ok(())
+        })();
+        if let Err(e) = removed {
+            self.poisoned = Some(e);
+        }
+    }
+}
+
+impl Drop for WriteBatch<'_> {
+    /// An uncommitted batch leaves the store as it was: redb aborts the transaction when it is
+    /// dropped, and the journal undoes the index.
+    fn drop(&mut self) {
+        if self.committed {
+            return;
+        }
+        while let Some(undo) = self.journal.pop() {
+            self.store.index.undo(undo);
+        }
+        self.store.current_rev = self.start_current_rev;
+        self.store.compact_rev = self.start_compact_rev;
+    }
+}
+
+/// The revision bookkeeping of one etcd write transaction.
+#[derive(Debug)]
+pub(super) struct TxnCtx {
+    /// The store's revision before the transaction.
+    begin_rev: i64,
+    /// Changes written so far, which are also the next sub revision.
+    changes: i64,
+}
+
+impl TxnCtx {
+    fn new(begin_rev: i64) -> TxnCtx {
+        assert!((1..i64::MAX).contains(&begin_rev), "revision {begin_rev} out of range");
+        TxnCtx { begin_rev, changes: 0 }
+    }
+
+    /// The revision reads inside the transaction see: the new one once it wrote something.
+    pub fn view_rev(&self) -> i64 {
+        if self.changed() {
+            self.begin_rev + 1
+        } else {
+            self.begin_rev
+        }
+    }
+
+    pub fn changed(&self) -> bool {
+        self.changes > 0
+    }
+
+    /// The revision for the next change.
+    pub fn next_rev(&mut self) -> Rev {
+        let rev = Rev::new(self.begin_rev + 1, self.changes);
+        self.changes += 1;
+        rev
+    }
+
+    fn written(&self) -> impl Iterator<Item = Rev> + '_ {
+        (0..self.changes).map(|sub| Rev::new(self.begin_rev + 1, sub))
+    }
+}
+
+/// What the operations of one etcd write transaction work on.
+pub(super) struct Writer<'b, 't> {
+    pub index: &'b mut KeyIndex,
+    pub journal: &'b mut Vec<Undo>,
+    pub table: Table<'t, u128, &'static [u8]>,
+    pub compact_rev: i64,
+}
+
+impl Writer<'_, '_> {
+    /// etcd's Range inside a write transaction: reads at the transaction's view.
+    pub fn range(&self, ctx: &TxnCtx, req: &RangeRequest) -> Result<RangeResponse, MvccError> {
+        let view = View { rev: ctx.view_rev(), compact_rev: self.compact_rev };
+        range::range(self.index, &self.table, view, req)
+    }
+
+    /// The latest version of `key`, if it exists (including this transaction's writes).
+    fn latest(&self, key: &[u8]) -> Result<Option<Record>, MvccError> {
+        match self.index.latest(key) {
+            Some(rev) => fetch(&self.table, key, rev).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// etcd's Put (applierV3backend.Put plus storeTxnWrite.put).
+    pub fn put(&mut self, ctx: &mut TxnCtx, req: &PutRequest) -> Result<PutResponse, MvccError> {
+        let prev = self.latest(&req.key)?;
+        if (req.ignore_value || req.ignore_lease) && prev.is_none() {
+            return Err(MvccError::KeyNotFound);
+        }
+        let value = match &prev {
+            Some(p) if req.ignore_value => p.value.clone(),
+            _ => req.value.clone(),
+        };
+        let lease = match &prev {
+            Some(p) if req.ignore_lease => p.lease,
+            _ => req.lease,
+        };
+        let rev = ctx.next_rev();
+        let (create_revision, version) = match &prev {
+            Some(p) => (p.create_revision, p.version.saturating_add(1)),
+            None => (rev.main, 1),
+        };
+        let record = Record {
+            key: req.key.clone(),
+            value,
+            create_revision,
+            mod_revision: rev.main,
+            version,
+            lease,
+            tombstone: false,
+        };
+        self.append(rev, &record)?;
+        Ok(PutResponse { header: header(rev.main), prev_kv: prev.filter(|_| req.prev_kv).map(Record::into_kv) })
+    }
+
+    /// etcd's DeleteRange: a tombstone for every key of the interval visible now.
+    pub fn delete_range(
+        &mut self,
+        ctx: &mut TxnCtx,
+        req: &DeleteRangeRequest,
+    ) -> Result<DeleteRangeResponse, MvccError> {
+        let visible: Vec<(Vec<u8>, Rev)> = self
+            .index
+            .visible(Interval::new(&req.key, &req.range_end), ctx.view_rev())
+            .into_iter()
+            .map(|(key, rev)| (key.to_vec(), rev))
+            .collect();
+        let mut prev_kvs = Vec::new();
+        if req.prev_kv {
+            for (key, rev) in &visible {
+                prev_kvs.push(fetch(&self.table, key, *rev)?.into_kv());
+            }
+        }
+        for (key, _) in &visible {
+            let rev = ctx.next_rev();
+            self.append(rev, &Record::tombstone(key, rev.main))?;
+        }
+        Ok(DeleteRangeResponse {
+            header: header(ctx.view_rev()),
+            deleted: i64::try_from(visible.len()).unwrap_or(i64::MAX),
+            prev_kvs,
+        })
+    }
+
+    /// Writes `record` at the fresh revision `rev` and indexes it.
+    fn append(&mut self, rev: Rev, record: &Record) -> Result<(), MvccError> {
+        let existed = self.table.insert(rev.to_key(), record.encode().as_slice())?.is_some();
+        assert!(!existed, "revision {rev} was written twice");
+        let entry = Entry { rev, tombstone: record.tombstone };
+        self.index.push(&record.key, entry, self.journal);
+        Ok(())
+    }
+}

@@ -1,0 +1,284 @@
+//! The in-memory key index: for every key, the revisions at which it changed.
+//!
+//! A key's history is a list of entries in strictly increasing revision order; a tombstone entry
+//! ends a generation (the key was deleted) and the next entry, if any, starts a new one. The
+//! index answers "which revision of this key is visible at revision R" without touching disk;
+//! the records themselves live in redb under those revisions.
+//!
+//! Invariants, asserted on every change: revisions of a key strictly increase; a tombstone only
+//! follows a live entry (never first, never twice in a row); a key with no entries is removed.
+//! Changes made through a write batch are journaled ([`Undo`]) so the batch can undo them.
+
+use std::collections::BTreeMap;
+use std::ops::Bound;
+
+use super::schema::Rev;
+
+/// One change of a key: a put (live) or a delete (tombstone) at `rev`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Entry {
+    pub rev: Rev,
+    pub tombstone: bool,
+}
+
+/// The history of one key.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(super) struct KeyHistory {
+    entries: Vec<Entry>,
+}
+
+impl KeyHistory {
+    /// The revision of the version visible at main revision `at`, if the key exists then.
+    pub fn visible_at(&self, at: i64) -> Option<Rev> {
+        let n = self.entries.partition_point(|e| e.rev.main <= at);
+        let entry = n.checked_sub(1).map(|i| self.entries[i])?;
+        (!entry.tombstone).then_some(entry.rev)
+    }
+
+    /// Why `entry` may not be appended, if it may not.
+    fn refuse(&self, entry: Entry) -> Option<String> {
+        match self.entries.last() {
+            Some(last) if last.rev >= entry.rev => {
+                Some(format!("revision {} does not follow revision {}", entry.rev, last.rev))
+            }
+            Some(last) if last.tombstone && entry.tombstone => {
+                Some(format!("tombstone at {} follows tombstone at {}", entry.rev, last.rev))
+            }
+            None if entry.tombstone => Some(format!("history starts with a tombstone at {}", entry.rev)),
+            _ => None,
+        }
+    }
+
+    /// How many of the oldest entries compaction at `at` no longer needs: every entry older than
+    /// the newest one at or before `at`, and that one too if it is a tombstone.
+    fn compaction_cut(&self, at: i64) -> usize {
+        let n = self.entries.partition_point(|e| e.rev.main <= at);
+        match n.checked_sub(1) {
+            None => 0,
+            Some(newest) if self.entries[newest].tombstone => n,
+            Some(newest) => newest,
+        }
+    }
+}
+
+/// A key interval in etcd's terms (`key`, `range_end`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Interval<'a> {
+    /// `range_end` empty: just `key`.
+    Single(&'a [u8]),
+    /// `range_end == [0]`: every key `>= key`.
+    From(&'a [u8]),
+    /// `[key, range_end)`, with `key < range_end`.
+    Between(&'a [u8], &'a [u8]),
+    /// `range_end <= key`: nothing.
+    Empty,
+}
+
+impl<'a> Interval<'a> {
+    pub fn new(key: &'a [u8], range_end: &'a [u8]) -> Interval<'a> {
+        if range_end.is_empty() {
+            Interval::Single(key)
+        } else if range_end == [0] {
+            Interval::From(key)
+        } else if range_end <= key {
+            Interval::Empty
+        } else {
+            Interval::Between(key, range_end)
+        }
+    }
+}
+
+/// How to undo one change of the index.
+#[derive(Debug)]
+pub(super) enum Undo {
+    /// An entry was appended to this key's history.
+    Pushed(Vec<u8>),
+    /// This key's history was replaced (by compaction); the previous one.
+    Replaced(Vec<u8>, KeyHistory),
+}
+
+/// All keys and their histories, sorted by key.
+#[derive(Debug, Default)]
+pub(super) struct KeyIndex {
+    keys: BTreeMap<Vec<u8>, KeyHistory>,
+}
+
+impl KeyIndex {
+    /// Number of keys with any history (live or not).
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// Keys of `interval` that exist at main revision `at`, in key order, each with the revision
+    /// of its visible version.
+    pub fn visible(&self, interval: Interval<'_>, at: i64) -> Vec<(&[u8], Rev)> {
+        let bounds: (Bound<&[u8]>, Bound<&[u8]>) = match interval {
+            Interval::Single(key) => {
+                return self
+                    .keys
+                    .get_key_value(key)
+                    .and_then(|(k, h)| h.visible_at(at).map(|rev| (k.as_slice(), rev)))
+                    .into_iter()
+                    .collect();
+            }
+            Interval::Empty => return Vec::new(),
+            Interval::From(start) => (Bound::Included(start), Bound::Unbounded),
+            Interval::Between(start, end) => {
+                assert!(start < end, "an interval's start must precede its end");
+                (Bound::Included(start), Bound::Excluded(end))
+            }
+        };
+        let out: Vec<(&[u8], Rev)> = self
+            .keys
+            .range::<[u8], _>(bounds)
+            .filter_map(|(k, h)| h.visible_at(at).map(|rev| (k.as_slice(), rev)))
+            .collect();
+        debug_assert!(out.windows(2).all(|w| w[0].0 < w[1].0), "keys out of order");
+        out
+    }
+
+    /// The revision of the key's latest version, if it currently exists.
+    pub fn latest(&self, key: &[u8]) -> Option<Rev> {
+        self.keys.get(key).and_then(|h| h.visible_at(i64::MAX))
+    }
+
+    /// Appends a change made by a write batch, journaling it. Panics if it breaks an invariant:
+    /// the write path only ever appends at a fresh revision, deleting only live keys.
+    pub fn push(&mut self, key: &[u8], entry: Entry, journal: &mut Vec<Undo>) {
+        let history = self.keys.entry(key.to_vec()).or_default();
+        if let Some(why) = history.refuse(entry) {
+            panic!("key index invariant broken for key {key:?}: {why}");
+        }
+        history.entries.push(entry);
+        journal.push(Undo::Pushed(key.to_vec()));
+    }
+
+    /// Appends a change read from disk while rebuilding; a broken invariant is corruption.
+    pub fn load(&mut self, key: &[u8], entry: Entry) -> Result<(), String> {
+        let history = self.keys.entry(key.to_vec()).or_default();
+        if let Some(why) = history.refuse(entry) {
+            if history.entries.is_empty() {
+                self.keys.remove(key);
+            }
+            return Err(format!("key {key:?}: {why}"));
+        }
+        history.entries.push(entry);
+        Ok(())
+    }
+
+    /// Compacts every key at main revision `at`, journaling each changed history; returns the
+    /// revisions whose records are no longer needed, in no particular order.
+    pub fn compact(&mut self, at: i64, journal: &mut Vec<Undo>) -> Vec<Rev> {
+        let mut dropped = Vec::new();
+        let mut emptied = Vec::new();
+        for (key, history) in self.keys.iter_mut() {
+            let cut = history.compaction_cut(at);
+            if cut == 0 {
+                continue;
+            }
+            journal.push(Undo::Replaced(key.clone(), history.clone()));
+            dropped.extend(history.entries.drain(..cut).map(|e| e.rev));
+            assert!(
+                history.entries.first().is_none_or(|e| !e.tombstone),
+                "compaction left key {key:?} starting with a tombstone"
+            );
+            if history.entries.is_empty() {
+                emptied.push(key.clone());
+            }
+        }
+        for key in emptied {
+            self.keys.remove(&key);
+        }
+        dropped
+    }
+
+    /// Undoes one journaled change. Changes must be undone newest first.
+    pub fn undo(&mut self, undo: Undo) {
+        match undo {
+            Undo::Pushed(key) => {
+                let history = self.keys.get_mut(&key);
+                let Some(history) = history else {
+                    panic!("undo of a push to key {key:?} that is not in the index");
+                };
+                assert!(history.entries.pop().is_some(), "undo of a push to an empty history");
+                if history.entries.is_empty() {
+                    self.keys.remove(&key);
+                }
+            }
+            Undo::Replaced(key, previous) => {
+                assert!(!previous.entries.is_empty(), "journaled an empty history for key {key:?}");
+                self.keys.insert(key, previous);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod index_tests {
+    use super::*;
+
+    fn live(main: i64) -> Entry {
+        Entry { rev: Rev::new(main, 0), tombstone: false }
+    }
+
+    fn tomb(main: i64) -> Entry {
+        Entry { rev: Rev::new(main, 0), tombstone: true }
+    }
+
+    #[test]
+    fn visibility_follows_generations() {
+        let mut index = KeyIndex::default();
+        let mut journal = Vec::new();
+        for e in [live(2), tomb(4), live(6)] {
+            index.push(b"a", e, &mut journal);
+        }
+        let at = |rev| index.visible(Interval::Single(b"a"), rev);
+        assert!(at(1).is_empty());
+        assert_eq!(at(3), vec![(&b"a"[..], Rev::new(2, 0))]);
+        assert!(at(4).is_empty());
+        assert!(at(5).is_empty());
+        assert_eq!(at(6), vec![(&b"a"[..], Rev::new(6, 0))]);
+    }
+
+    #[test]
+    fn compaction_drops_older_generation_with_its_tombstone() {
+        let mut index = KeyIndex::default();
+        let mut journal = Vec::new();
+        for e in [live(2), live(3), tomb(4), live(6), live(7)] {
+            index.push(b"a", e, &mut journal);
+        }
+        let dropped = index.compact(6, &mut journal);
+        assert_eq!(dropped, vec![Rev::new(2, 0), Rev::new(3, 0), Rev::new(4, 0)]);
+        assert_eq!(index.latest(b"a"), Some(Rev::new(7, 0)));
+        while let Some(u) = journal.pop() {
+            index.undo(u);
+        }
+        assert_eq!(index.len(), 0);
+    }
+
+    #[test]
+    fn compaction_at_tombstone_removes_key() {
+        let mut index = KeyIndex::default();
+        let mut journal = Vec::new();
+        index.push(b"a", live(2), &mut journal);
+        index.push(b"a", tomb(3), &mut journal);
+        assert_eq!(index.compact(3, &mut journal).len(), 2);
+        assert_eq!(index.len(), 0);
+    }
+
+    #[test]
+    fn loading_a_leading_tombstone_is_refused() {
+        let mut index = KeyIndex::default();
+        assert!(index.load(b"a", tomb(3)).is_err());
+        assert_eq!(index.len(), 0);
+    }
+
+    #[test]
+    fn interval_forms() {
+        assert_eq!(Interval::new(b"a", b""), Interval::Single(b"a"));
+        assert_eq!(Interval::new(b"a", b"\0"), Interval::From(b"a"));
+        assert_eq!(Interval::new(b"b", b"a"), Interval::Empty);
+        assert_eq!(Interval::new(b"a", b"a"), Interval::Empty);
+        assert_eq!(Interval::new(b"a", b"c"), Interval::Between(b"a", b"c"));
+    }
+}
