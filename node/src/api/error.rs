@@ -1,0 +1,141 @@
+//! The one table that turns errors into gRPC statuses, with etcd's exact codes and messages
+//! (etcd's `rpctypes`). Nothing else in the node builds a `Status` from an error.
+
+use openraft::error::{CheckIsLeaderError, RaftError};
+use tonic::{Code, Status};
+
+use crate::mvcc::MvccError;
+use crate::raft::types::{ApplyError, MemberNode};
+use crate::raft::ProposeError;
+
+/// Every error a client can see, by etcd's name for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EtcdError {
+    EmptyKey,
+    KeyNotFound,
+    ValueProvided,
+    LeaseProvided,
+    TooManyOps,
+    DuplicateKey,
+    InvalidSortOption,
+    Compacted,
+    FutureRevision,
+    LeaseNotFound,
+    RequestTooLarge,
+    NoLeader,
+    NotLeader,
+    LeaderChanged,
+    Timeout,
+    Stopped,
+    Corrupt,
+    NotCapable,
+    /// An etcd RPC detcd does not implement yet.
+    Unimplemented,
+}
+
+impl EtcdError {
+    /// etcd's gRPC code and message for this error.
+    pub fn code_and_message(self) -> (Code, &'static str) {
+        use EtcdError::*;
+        match self {
+            EmptyKey => (Code::InvalidArgument, "etcdserver: key is not provided"),
+            KeyNotFound => (Code::InvalidArgument, "etcdserver: key not found"),
+            ValueProvided => (Code::InvalidArgument, "etcdserver: value is provided"),
+            LeaseProvided => (Code::InvalidArgument, "etcdserver: lease is provided"),
+            TooManyOps => (Code::InvalidArgument, "etcdserver: too many operations in txn request"),
+            DuplicateKey => (Code::InvalidArgument, "etcdserver: duplicate key given in txn request"),
+            InvalidSortOption => (Code::InvalidArgument, "etcdserver: invalid sort option"),
+            Compacted => (Code::OutOfRange, "etcdserver: mvcc: required revision has been compacted"),
+            FutureRevision => (Code::OutOfRange, "etcdserver: mvcc: required revision is a future revision"),
+            LeaseNotFound => (Code::NotFound, "etcdserver: requested lease not found"),
+            RequestTooLarge => (Code::InvalidArgument, "etcdserver: request is too large"),
+            NoLeader => (Code::Unavailable, "etcdserver: no leader"),
+            NotLeader => (Code::FailedPrecondition, "etcdserver: not leader"),
+            LeaderChanged => (Code::Unavailable, "etcdserver: leader changed"),
+            Timeout => (Code::Unavailable, "etcdserver: request timed out"),
+            Stopped => (Code::Unavailable, "etcdserver: server stopped"),
+            Corrupt => (Code::DataLoss, "etcdserver: corrupt cluster"),
+            NotCapable => (Code::Unavailable, "etcdserver: not capable"),
+            Unimplemented => (Code::Unimplemented, "detcd: this RPC is not implemented yet"),
+        }
+    }
+}
+
+impl From<EtcdError> for Status {
+    fn from(e: EtcdError) -> Status {
+        let (code, message) = e.code_and_message();
+        Status::new(code, message)
+    }
+}
+
+impl From<ApplyError> for EtcdError {
+    fn from(e: ApplyError) -> EtcdError {
+        match e {
+            ApplyError::Compacted => EtcdError::Compacted,
+            ApplyError::FutureRevision => EtcdError::FutureRevision,
+            ApplyError::KeyNotFound => EtcdError::KeyNotFound,
+            ApplyError::LeaseNotFound => EtcdError::LeaseNotFound,
+            ApplyError::Malformed => EtcdError::Corrupt,
+        }
+    }
+}
+
+impl From<MvccError> for EtcdError {
+    fn from(e: MvccError) -> EtcdError {
+        match e {
+            MvccError::Compacted => EtcdError::Compacted,
+            MvccError::FutureRevision => EtcdError::FutureRevision,
+            MvccError::KeyNotFound => EtcdError::KeyNotFound,
+            MvccError::Storage(reason) | MvccError::Corrupt(reason) => {
+                tracing::error!(%reason, "store failed while serving a read");
+                EtcdError::Corrupt
+            }
+        }
+    }
+}
+
+impl From<ProposeError> for EtcdError {
+    fn from(e: ProposeError) -> EtcdError {
+        match e {
+            ProposeError::NoLeader => EtcdError::NoLeader,
+            ProposeError::NotLeader { .. } => EtcdError::NotLeader,
+            ProposeError::Stopped => EtcdError::Stopped,
+            ProposeError::Refused => EtcdError::NotCapable,
+        }
+    }
+}
+
+impl From<RaftError<u64, CheckIsLeaderError<u64, MemberNode>>> for EtcdError {
+    fn from(e: RaftError<u64, CheckIsLeaderError<u64, MemberNode>>) -> EtcdError {
+        match e {
+            RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f)) => {
+                if f.leader_id.is_some() {
+                    EtcdError::NotLeader
+                } else {
+                    EtcdError::NoLeader
+                }
+            }
+            RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(_)) => EtcdError::Timeout,
+            RaftError::Fatal(_) => EtcdError::Stopped,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compacted_is_out_of_range_with_etcd_message() {
+        let status = Status::from(EtcdError::Compacted);
+        assert_eq!(status.code(), Code::OutOfRange);
+        assert_eq!(status.message(), "etcdserver: mvcc: required revision has been compacted");
+    }
+
+    #[test]
+    fn no_leader_is_unavailable() {
+        let status = Status::from(EtcdError::NoLeader);
+        assert_eq!(status.code(), Code::Unavailable);
+        assert_eq!(status.message(), "etcdserver: no leader");
+    }
+}

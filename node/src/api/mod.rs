@@ -1,0 +1,116 @@
+//! etcd's v3 gRPC services on the client port.
+//!
+//! Owns: the services clients call, request validation, proposing writes and serving reads, and
+//! filling response headers. This is the ONLY place where errors become gRPC statuses (`error`).
+//! Handlers are thin: validate -> call -> map the error -> fill the header.
+
+mod cluster;
+pub mod error;
+mod kv;
+mod maintenance;
+pub mod validate;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use detcd_proto::detcdpb::internal_request::Request as InternalOp;
+use detcd_proto::detcdpb::InternalRequest;
+use detcd_proto::etcdserverpb::cluster_server::ClusterServer;
+use detcd_proto::etcdserverpb::kv_server::KvServer;
+use detcd_proto::etcdserverpb::maintenance_server::MaintenanceServer;
+use detcd_proto::etcdserverpb::ResponseHeader;
+use prost::Message;
+
+use crate::config::Config;
+use crate::raft::{Identity, Proposer, Raft, SharedStore};
+use error::EtcdError;
+
+/// gRPC allows this much beyond `--max-request-bytes` for framing, as etcd does.
+const GRPC_OVERHEAD_BYTES: u64 = 512 * 1024;
+
+/// What every handler needs: the member's Raft, its store and its limits.
+pub struct Context {
+    pub raft: Raft,
+    pub proposer: Proposer,
+    pub store: SharedStore,
+    pub identity: Identity,
+    pub max_request_bytes: u64,
+    pub max_txn_ops: usize,
+    /// How long a request may wait for Raft before `etcdserver: request timed out`.
+    pub request_timeout: Duration,
+}
+
+impl Context {
+    pub fn new(config: &Config, raft: Raft, store: SharedStore, identity: Identity) -> Context {
+        // etcd: 5 s plus two election timeouts.
+        let request_timeout = Duration::from_secs(5) + 2 * config.election_timeout;
+        Context {
+            proposer: Proposer::start(raft.clone()),
+            raft,
+            store,
+            identity,
+            max_request_bytes: config.max_request_bytes,
+            max_txn_ops: config.max_txn_ops,
+            request_timeout,
+        }
+    }
+
+    /// The header of a response: `revision` as set by the store, the rest from this member.
+    pub fn header(&self, header: Option<ResponseHeader>) -> Option<ResponseHeader> {
+        let revision = header.map_or(0, |h| h.revision);
+        let raft_term = self.raft.metrics().borrow().current_term;
+        Some(ResponseHeader {
+            cluster_id: self.identity.cluster_id,
+            member_id: self.identity.member_id,
+            revision,
+            raft_term,
+        })
+    }
+
+    /// Proposes a write through Raft and decodes the applied response.
+    pub async fn propose<T: Message + Default>(&self, op: InternalOp) -> Result<T, EtcdError> {
+        let request = InternalRequest { id: crate::runtime::random_u64(), request: Some(op) };
+        let encoded = request.encode_to_vec();
+        if encoded.len() as u64 > self.max_request_bytes {
+            return Err(EtcdError::RequestTooLarge);
+        }
+        let applied = match crate::runtime::timeout(self.request_timeout, self.proposer.propose(encoded)).await {
+            Ok(result) => result.map_err(EtcdError::from)?,
+            Err(_) => return Err(EtcdError::Timeout),
+        };
+        let bytes = applied.map_err(EtcdError::from)?;
+        T::decode(bytes.as_slice()).map_err(|_| EtcdError::Corrupt)
+    }
+
+    /// Waits until this member may serve a linearizable read (read index confirmed and applied).
+    pub async fn linearizable_read(&self) -> Result<(), EtcdError> {
+        match crate::runtime::timeout(self.request_timeout, self.raft.ensure_linearizable()).await {
+            Ok(result) => result.map(|_| ()).map_err(EtcdError::from),
+            Err(_) => Err(EtcdError::Timeout),
+        }
+    }
+}
+
+/// Serves the client API on `addr` until `shutdown` resolves.
+///
+/// Services are built and served in this one function: the simulator's server type has an extra
+/// type parameter that must never be named.
+pub async fn serve(
+    ctx: Arc<Context>,
+    addr: SocketAddr,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), String> {
+    let limit = (ctx.max_request_bytes + GRPC_OVERHEAD_BYTES) as usize;
+    let kv = KvServer::new(kv::KvService::new(ctx.clone())).max_decoding_message_size(limit);
+    let maintenance = MaintenanceServer::new(maintenance::MaintenanceService::new(ctx.clone()));
+    let cluster = ClusterServer::new(cluster::ClusterService::new(ctx.clone()));
+    tonic::transport::Server::builder()
+        .add_service(kv)
+        .add_service(maintenance)
+        .add_service(cluster)
+        .serve_with_shutdown(addr, shutdown)
+        .await
+        .map_err(|e| format!("client server on {addr}: {e}"))
+}

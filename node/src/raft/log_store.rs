@@ -1,0 +1,386 @@
+//! The Raft log on the write-ahead log: openraft's `RaftLogStorage`, with group commit.
+//!
+//! Every change (entries, vote, committed index, truncation, purge) is a record in the WAL, in the
+//! order openraft issues it. A single writer task owns the WAL: it takes every record queued while
+//! the previous fsync ran, appends them all, fsyncs once, and only then tells openraft the entries
+//! are flushed — so a member counts itself in a quorum only for entries on stable storage, and many
+//! concurrent proposals share one fsync.
+//!
+//! Entries not yet purged are also kept in memory for the log readers (replication, apply).
+
+use std::collections::BTreeMap;
+use std::fmt::Debug;
+use std::ops::RangeBounds;
+use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use openraft::storage::{LogFlushed, RaftLogStorage};
+use openraft::{AnyError, LogState, RaftLogId, RaftLogReader, StorageIOError};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot};
+
+use super::types::{Entry, LogId, StorageError, TypeConfig, Vote};
+use crate::storage::{Disk, Wal};
+
+/// Records queued for the writer before `append` waits (bounds memory under overload).
+const WRITE_QUEUE_OPS_MAX: usize = 16_384;
+/// Records the writer takes into one fsync at most.
+const WRITE_BATCH_OPS_MAX: usize = 4_096;
+/// A segment past this size is closed and a new one started.
+const SEGMENT_BYTES_TARGET: u64 = 64 * 1024 * 1024;
+
+/// One record of the Raft log in the WAL.
+#[derive(Debug, Serialize, Deserialize)]
+enum WalRecord {
+    Entry(Entry),
+    Vote(Vote),
+    Committed(Option<LogId>),
+    /// Delete every entry with index >= this.
+    Truncate(u64),
+    /// Delete every entry up to and including this log id.
+    Purge(LogId),
+}
+
+/// What the in-memory view of the log holds.
+#[derive(Debug, Default)]
+struct LogCache {
+    entries: BTreeMap<u64, Entry>,
+    last_purged: Option<LogId>,
+    vote: Option<Vote>,
+    committed: Option<LogId>,
+}
+
+impl LogCache {
+    fn apply(&mut self, record: &WalRecord) {
+        match record {
+            WalRecord::Entry(entry) => {
+                let index = entry.get_log_id().index;
+                // An entry at an index we hold replaces it and everything after (a lost truncate).
+                self.entries.split_off(&index);
+                self.entries.insert(index, entry.clone());
+            }
+            WalRecord::Vote(vote) => self.vote = Some(*vote),
+            WalRecord::Committed(committed) => self.committed = *committed,
+            WalRecord::Truncate(index) => {
+                self.entries.split_off(index);
+            }
+            WalRecord::Purge(log_id) => {
+                self.entries = self.entries.split_off(&(log_id.index + 1));
+                if self.last_purged.is_none_or(|p| p.index < log_id.index) {
+                    self.last_purged = Some(*log_id);
+                }
+            }
+        }
+    }
+
+    fn last_log_id(&self) -> Option<LogId> {
+        self.entries.values().next_back().map(|e| *e.get_log_id()).or(self.last_purged)
+    }
+}
+
+/// How the writer reports that a record is durable.
+enum Completion {
+    Flushed(LogFlushed<TypeConfig>),
+    Done(oneshot::Sender<Result<(), String>>),
+}
+
+struct WriteOp {
+    record: WalRecord,
+    done: Option<Completion>,
+}
+
+/// The shared in-memory view; readers and the store see the same cache.
+#[derive(Clone)]
+pub struct LogReader {
+    cache: Arc<Mutex<LogCache>>,
+}
+
+fn lock(cache: &Mutex<LogCache>) -> MutexGuard<'_, LogCache> {
+    // A poisoned lock means a thread panicked while changing the log: nothing sane can follow.
+    cache.lock().unwrap_or_else(|poisoned| panic!("raft log cache poisoned: {poisoned}"))
+}
+
+impl RaftLogReader<TypeConfig> for LogReader {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + Send>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<Entry>, StorageError> {
+        let cache = lock(&self.cache);
+        Ok(cache.entries.range(range).map(|(_, e)| e.clone()).collect())
+    }
+}
+
+/// openraft's log storage.
+pub struct LogStore {
+    reader: LogReader,
+    writer: mpsc::Sender<WriteOp>,
+}
+
+fn stopped() -> StorageError {
+    StorageIOError::write_logs(AnyError::error("the WAL writer has stopped")).into()
+}
+
+impl LogStore {
+    /// Opens (or creates) the log in `dir`, replays it, and starts the writer task.
+    pub fn open(disk: Arc<dyn Disk>, dir: &Path) -> Result<LogStore, crate::storage::StorageError> {
+        let (wal, segments) = Wal::open(disk, dir)?;
+        let mut cache = LogCache::default();
+        let mut segment_last_index = BTreeMap::new();
+        for segment in segments {
+            for (i, bytes) in segment.records.iter().enumerate() {
+                let record: WalRecord =
+                    bincode::deserialize(bytes).map_err(|e| crate::storage::StorageError::Corrupt {
+                        file: dir.join(format!("{:016x}.wal", segment.seq)),
+                        offset: i as u64,
+                        reason: format!("record {i} does not decode: {e}"),
+                    })?;
+                if let WalRecord::Entry(entry) = &record {
+                    segment_last_index.insert(segment.seq, entry.get_log_id().index);
+                }
+                cache.apply(&record);
+            }
+        }
+        tracing::info!(
+            entries = cache.entries.len(),
+            last_log = ?cache.last_log_id(),
+            vote = ?cache.vote,
+            "raft log replayed"
+        );
+        let state = WriterState {
+            vote: cache.vote,
+            committed: cache.committed,
+            last_purged: cache.last_purged,
+            segment_last_index,
+        };
+        let (tx, rx) = mpsc::channel(WRITE_QUEUE_OPS_MAX);
+        crate::runtime::spawn(writer_loop(wal, rx, state));
+        Ok(LogStore { reader: LogReader { cache: Arc::new(Mutex::new(cache)) }, writer: tx })
+    }
+
+    /// Queues a record; the in-memory view changes at once, the disk at the next group commit.
+    async fn submit(&self, record: WalRecord, done: Option<Completion>) -> Result<(), StorageError> {
+        lock(&self.reader.cache).apply(&record);
+        self.writer.send(WriteOp { record, done }).await.map_err(|_| stopped())
+    }
+
+    /// Queues a record and waits until it is durable.
+    async fn submit_durable(&self, record: WalRecord) -> Result<(), StorageError> {
+        let (tx, rx) = oneshot::channel();
+        self.submit(record, Some(Completion::Done(tx))).await?;
+        match rx.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(StorageIOError::write_logs(AnyError::error(e)).into()),
+            Err(_) => Err(stopped()),
+        }
+    }
+}
+
+impl RaftLogReader<TypeConfig> for LogStore {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + Send>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<Entry>, StorageError> {
+        self.reader.try_get_log_entries(range).await
+    }
+}
+
+impl RaftLogStorage<TypeConfig> for LogStore {
+    type LogReader = LogReader;
+
+    async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError> {
+        let cache = lock(&self.reader.cache);
+        Ok(LogState { last_purged_log_id: cache.last_purged, last_log_id: cache.last_log_id() })
+    }
+
+    async fn get_log_reader(&mut self) -> Self::LogReader {
+        self.reader.clone()
+    }
+
+    async fn save_vote(&mut self, vote: &Vote) -> Result<(), StorageError> {
+        self.submit_durable(WalRecord::Vote(*vote)).await
+    }
+
+    async fn read_vote(&mut self) -> Result<Option<Vote>, StorageError> {
+        Ok(lock(&self.reader.cache).vote)
+    }
+
+    async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
+        self.submit(WalRecord::Committed(committed), None).await
+    }
+
+    async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
+        Ok(lock(&self.reader.cache).committed)
+    }
+
+    async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> Result<(), StorageError>
+    where
+        I: IntoIterator<Item = Entry> + Send,
+        I::IntoIter: Send,
+    {
+        let entries: Vec<Entry> = entries.into_iter().collect();
+        let Some(last) = entries.len().checked_sub(1) else {
+            // Nothing to append: report once everything queued before is durable.
+            let committed = lock(&self.reader.cache).committed;
+            self.submit_durable(WalRecord::Committed(committed)).await?;
+            callback.log_io_completed(Ok(()));
+            return Ok(());
+        };
+        let mut callback = Some(callback);
+        for (i, entry) in entries.into_iter().enumerate() {
+            // The callback rides on the last entry: the writer completes ops in order.
+            let done = if i == last { callback.take().map(Completion::Flushed) } else { None };
+            self.submit(WalRecord::Entry(entry), done).await?;
+        }
+        Ok(())
+    }
+
+    async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        self.submit(WalRecord::Truncate(log_id.index), None).await
+    }
+
+    async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        self.submit(WalRecord::Purge(log_id), None).await
+    }
+}
+
+/// What the writer remembers to start a segment and to know which segments may be deleted.
+struct WriterState {
+    vote: Option<Vote>,
+    committed: Option<LogId>,
+    last_purged: Option<LogId>,
+    /// Segment sequence -> index of the last entry it holds.
+    segment_last_index: BTreeMap<u64, u64>,
+}
+
+/// Owns the WAL: batches queued records, one fsync per batch, completes callbacks in order.
+async fn writer_loop(wal: Wal, mut rx: mpsc::Receiver<WriteOp>, mut state: WriterState) {
+    let mut wal = Some(wal);
+    while let Some(first) = rx.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < WRITE_BATCH_OPS_MAX {
+            match rx.try_recv() {
+                Ok(op) => batch.push(op),
+                Err(_) => break,
+            }
+        }
+        let mut encoded = Vec::with_capacity(batch.len());
+        let mut completions = Vec::with_capacity(batch.len());
+        for op in batch {
+            state.note(&op.record);
+            match bincode::serialize(&op.record) {
+                Ok(bytes) => encoded.push((bytes, entry_index(&op.record))),
+                Err(e) => panic!("a raft log record must always encode: {e}"),
+            }
+            completions.extend(op.done);
+        }
+        // Records nobody waits on (committed index, truncate, purge) ride along with the next fsync.
+        let must_sync = !completions.is_empty();
+        let Some(mut owned) = wal.take() else { return };
+        let header = state.segment_header();
+        let purged = state.last_purged.map(|p| p.index);
+        let mut segments = std::mem::take(&mut state.segment_last_index);
+        let (owned, result, segments) = run_blocking(move || {
+            let result = write_batch(&mut owned, &encoded, &header, purged, &mut segments, must_sync);
+            (owned, result, segments)
+        })
+        .await;
+        wal = Some(owned);
+        state.segment_last_index = segments;
+        let outcome = result.map_err(|e| e.to_string());
+        if let Err(e) = &outcome {
+            tracing::error!(error = %e, "WAL write failed; the member cannot make progress");
+        }
+        for done in completions {
+            match done {
+                Completion::Flushed(cb) => cb.log_io_completed(outcome.clone().map_err(std::io::Error::other)),
+                Completion::Done(tx) => {
+                    let _ = tx.send(outcome.clone());
+                }
+            }
+        }
+        if outcome.is_err() {
+            // Never acknowledge anything after a failed fsync: the disk state is unknown.
+            return;
+        }
+    }
+}
+
+fn entry_index(record: &WalRecord) -> Option<u64> {
+    match record {
+        WalRecord::Entry(e) => Some(e.get_log_id().index),
+        _ => None,
+    }
+}
+
+/// Appends a batch, fsyncs it, rotates a full segment and deletes segments wholly purged.
+fn write_batch(
+    wal: &mut Wal,
+    encoded: &[(Vec<u8>, Option<u64>)],
+    header: &[Vec<u8>],
+    purged_index: Option<u64>,
+    segment_last_index: &mut BTreeMap<u64, u64>,
+    must_sync: bool,
+) -> Result<(), crate::storage::StorageError> {
+    let seq = wal.current_seq();
+    for (bytes, index) in encoded {
+        wal.append(bytes)?;
+        if let Some(index) = index {
+            segment_last_index.insert(seq, *index);
+        }
+    }
+    if !must_sync {
+        return Ok(());
+    }
+    wal.sync()?;
+    if wal.current_len() >= SEGMENT_BYTES_TARGET {
+        let refs: Vec<&[u8]> = header.iter().map(Vec::as_slice).collect();
+        wal.rotate(&refs)?;
+    }
+    if let Some(purged) = purged_index {
+        // Every segment before the first one still holding a live entry can go.
+        let current = wal.current_seq();
+        let keep_from =
+            segment_last_index.iter().find(|(_, last)| **last > purged).map_or(current, |(seq, _)| (*seq).min(current));
+        if segment_last_index.keys().next().is_some_and(|first| *first < keep_from) {
+            wal.remove_segments_before(keep_from)?;
+            *segment_last_index = segment_last_index.split_off(&keep_from);
+        }
+    }
+    Ok(())
+}
+
+impl WriterState {
+    fn note(&mut self, record: &WalRecord) {
+        match record {
+            WalRecord::Vote(v) => self.vote = Some(*v),
+            WalRecord::Committed(c) => self.committed = *c,
+            WalRecord::Purge(p) => self.last_purged = Some(*p),
+            WalRecord::Entry(_) | WalRecord::Truncate(_) => {}
+        }
+    }
+
+    /// Records that re-state everything older segments held besides entries.
+    fn segment_header(&self) -> Vec<Vec<u8>> {
+        let mut header = Vec::new();
+        let records = [
+            self.vote.map(WalRecord::Vote),
+            self.last_purged.map(WalRecord::Purge),
+            Some(WalRecord::Committed(self.committed)),
+        ];
+        for record in records.into_iter().flatten() {
+            match bincode::serialize(&record) {
+                Ok(bytes) => header.push(bytes),
+                Err(e) => panic!("a raft log record must always encode: {e}"),
+            }
+        }
+        header
+    }
+}
+
+/// Runs blocking disk work off the async workers (a plain task in the simulator).
+async fn run_blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(value) => value,
+        Err(e) => panic!("WAL writer thread failed: {e}"),
+    }
+}

@@ -1,0 +1,248 @@
+//! Raft: openraft's type configuration, the log on the WAL, the state machine on the MVCC store,
+//! the peer transport, and starting a member.
+//!
+//! Owns: member and cluster identity (derived from peer URLs and the cluster token exactly as etcd
+//! derives them), the data-dir layout, converting configuration into openraft's `Config` (in one
+//! function), and bootstrap. Never depends on `api`.
+//!
+//! Invariants checked here: the applied index only grows (state machine); an entry is reported
+//! flushed only after its fsync (log store); a data dir is only ever served by the identity that
+//! created it.
+
+mod log_store;
+mod network;
+mod proposer;
+mod state_machine;
+pub mod types;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+use openraft::storage::RaftLogStorage;
+use serde::{Deserialize, Serialize};
+
+pub use proposer::{Applied, ProposeError, Proposer};
+pub use state_machine::{applied_index, read_store, SharedStore};
+pub use types::{MemberNode, Raft, Request, Response};
+
+use crate::config::{ClusterState, Config};
+use crate::mvcc::Store;
+use crate::storage::Disk;
+
+/// Where a member keeps its files below `--data-dir` (etcd's layout).
+pub fn wal_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("member").join("wal")
+}
+
+/// The MVCC database file below `--data-dir`.
+pub fn db_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("member").join("snap").join("db")
+}
+
+/// Meta key of the member's identity in the store.
+const META_IDENTITY: &str = "detcd.identity";
+
+/// Who this member is; fixed when its data dir is created.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Identity {
+    pub name: String,
+    pub member_id: u64,
+    pub cluster_id: u64,
+}
+
+/// etcd's member ID: the first 8 bytes (big endian) of SHA-1 over the sorted peer URLs, joined,
+/// followed by the cluster token.
+pub fn compute_member_id(peer_urls: &[String], cluster_token: &str) -> u64 {
+    let mut urls = peer_urls.to_vec();
+    urls.sort();
+    let mut bytes = urls.concat().into_bytes();
+    bytes.extend_from_slice(cluster_token.as_bytes());
+    first_u64(&sha1_smol::Sha1::from(bytes).digest().bytes())
+}
+
+/// etcd's cluster ID: the first 8 bytes (big endian) of SHA-1 over the sorted member IDs.
+pub fn compute_cluster_id(member_ids: &[u64]) -> u64 {
+    let mut ids = member_ids.to_vec();
+    ids.sort_unstable();
+    let bytes: Vec<u8> = ids.iter().flat_map(|id| id.to_be_bytes()).collect();
+    first_u64(&sha1_smol::Sha1::from(bytes).digest().bytes())
+}
+
+fn first_u64(digest: &[u8; 20]) -> u64 {
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    u64::from_be_bytes(first)
+}
+
+/// Why a member could not start. Printed as one line by `main`.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("{0}")]
+    Storage(#[from] crate::storage::StorageError),
+    #[error("{path}: {reason}")]
+    Database { path: PathBuf, reason: String },
+    #[error("invalid raft configuration: {0}")]
+    Config(String),
+    #[error("{0}")]
+    Refused(String),
+    #[error("raft: {0}")]
+    Raft(String),
+}
+
+/// A started member: the Raft handle and the store the API reads.
+pub struct Node {
+    pub raft: Raft,
+    pub store: SharedStore,
+    pub identity: Identity,
+    /// The initial cluster as bootstrapped: member ID -> member.
+    pub members: BTreeMap<u64, MemberNode>,
+}
+
+/// openraft's configuration from etcd's flags (the one place this conversion lives).
+fn raft_config(config: &Config) -> Result<Arc<openraft::Config>, StartError> {
+    let heartbeat_ms = config.heartbeat_interval.as_millis() as u64;
+    let election_ms = config.election_timeout.as_millis() as u64;
+    let raft = openraft::Config {
+        cluster_name: config.initial_cluster_token.clone(),
+        heartbeat_interval: heartbeat_ms,
+        // etcd randomises each election timeout in [timeout, 2 * timeout).
+        election_timeout_min: election_ms,
+        election_timeout_max: election_ms * 2,
+        snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(config.snapshot_count.max(1)),
+        // etcd keeps this many entries after a snapshot so slow followers can catch up from the log.
+        max_in_snapshot_log_to_keep: 5_000,
+        ..Default::default()
+    };
+    raft.validate().map(Arc::new).map_err(|e| StartError::Config(e.to_string()))
+}
+
+/// The members `--initial-cluster` names, with their IDs.
+fn initial_members(config: &Config) -> BTreeMap<u64, MemberNode> {
+    let mut by_name: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for (name, url) in &config.initial_cluster {
+        by_name.entry(name.as_str()).or_default().push(url.to_string());
+    }
+    by_name
+        .into_iter()
+        .map(|(name, peer_urls)| {
+            let id = compute_member_id(&peer_urls, &config.initial_cluster_token);
+            let client_urls = if name == config.name {
+                config.advertise_client_urls.iter().map(ToString::to_string).collect()
+            } else {
+                Vec::new()
+            };
+            (id, MemberNode { name: name.to_string(), peer_urls, client_urls })
+        })
+        .collect()
+}
+
+fn open_db(path: &Path) -> Result<redb::Database, StartError> {
+    let db_err = |reason: String| StartError::Database { path: path.to_path_buf(), reason };
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(|e| db_err(e.to_string()))?;
+    }
+    redb::Database::create(path).map_err(|e| db_err(e.to_string()))
+}
+
+/// Reads the stored identity, or establishes it on first start.
+fn identity(
+    store: &mut Store,
+    config: &Config,
+    members: &BTreeMap<u64, MemberNode>,
+) -> Result<(Identity, bool), StartError> {
+    if let Some(bytes) = store.meta(META_IDENTITY).map_err(|e| StartError::Refused(e.to_string()))? {
+        let id: Identity = bincode::deserialize(&bytes)
+            .map_err(|e| StartError::Refused(format!("stored member identity is unreadable: {e}")))?;
+        if id.name != config.name {
+            tracing::warn!(stored = %id.name, flag = %config.name, "data dir belongs to another name; keeping the stored identity");
+        }
+        return Ok((id, false));
+    }
+    if config.initial_cluster_state == ClusterState::Existing {
+        return Err(StartError::Refused(
+            "--initial-cluster-state=existing needs a running cluster to join; detcd cannot join clusters yet"
+                .to_string(),
+        ));
+    }
+    let mine: Vec<String> = config.initial_advertise_peer_urls.iter().map(ToString::to_string).collect();
+    let member_id = compute_member_id(&mine, &config.initial_cluster_token);
+    let ids: Vec<u64> = members.keys().copied().collect();
+    let id = Identity { name: config.name.clone(), member_id, cluster_id: compute_cluster_id(&ids) };
+    let encoded = bincode::serialize(&id).map_err(|e| StartError::Refused(e.to_string()))?;
+    let mut batch = store.write().map_err(|e| StartError::Refused(e.to_string()))?;
+    batch.set_meta(META_IDENTITY, &encoded).map_err(|e| StartError::Refused(e.to_string()))?;
+    batch.commit(true).map_err(|e| StartError::Refused(e.to_string()))?;
+    Ok((id, true))
+}
+
+/// Makes everything the store has applied durable (clean shutdown).
+pub fn flush(store: &SharedStore) -> Result<(), crate::mvcc::MvccError> {
+    state_machine::write_store(store).write()?.commit(true)
+}
+
+/// Opens the data dir and starts Raft. A fresh single member bootstraps its cluster.
+pub async fn start(config: &Config, disk: Arc<dyn Disk>) -> Result<Node, StartError> {
+    let members = initial_members(config);
+    if members.len() > 1 {
+        return Err(StartError::Refused(format!(
+            "--initial-cluster names {} members; this detcd build runs single-member clusters only",
+            members.len()
+        )));
+    }
+    let raft_config = raft_config(config)?;
+    let db_path = db_path(&config.data_dir);
+    let db = open_db(&db_path)?;
+    let mut store =
+        Store::open(db).map_err(|e| StartError::Database { path: db_path.clone(), reason: e.to_string() })?;
+    let (identity, fresh) = identity(&mut store, config, &members)?;
+    let mut log = log_store::LogStore::open(disk, &wal_dir(&config.data_dir))?;
+    let log_state = log.get_log_state().await.map_err(|e| StartError::Raft(e.to_string()))?;
+    let applied = applied_index(&store);
+    if let Some(last) = log_state.last_log_id {
+        if last.index < applied {
+            return Err(StartError::Refused(format!(
+                "{}: the raft log ends at index {} but the database has applied index {applied}; the WAL is missing entries",
+                wal_dir(&config.data_dir).display(),
+                last.index
+            )));
+        }
+    }
+    let store = Arc::new(RwLock::new(store));
+    let sm = state_machine::StateMachine::new(store.clone());
+    let raft = Raft::new(identity.member_id, raft_config, network::PeerNetwork, log, sm)
+        .await
+        .map_err(|e| StartError::Raft(e.to_string()))?;
+    let initialized = raft.is_initialized().await.map_err(|e| StartError::Raft(e.to_string()))?;
+    if !initialized {
+        if !fresh {
+            tracing::warn!("data dir has an identity but no raft state; bootstrapping again");
+        }
+        raft.initialize(members.clone()).await.map_err(|e| StartError::Raft(e.to_string()))?;
+    }
+    tracing::info!(
+        name = %identity.name,
+        member_id = %format!("{:x}", identity.member_id),
+        cluster_id = %format!("{:x}", identity.cluster_id),
+        "member started"
+    );
+    Ok(Node { raft, store, identity, members })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_member_id_matches_etcd() {
+        // etcd's well-known ID for `etcd` started with no flags: 8e9e05c52164694d.
+        let id = compute_member_id(&["http://localhost:2380".to_string()], "etcd-cluster");
+        assert_eq!(format!("{id:x}"), "8e9e05c52164694d");
+    }
+
+    #[test]
+    fn default_cluster_id_matches_etcd() {
+        // etcd's cluster ID for the default single member: cdf818194e3a8c32.
+        assert_eq!(format!("{:x}", compute_cluster_id(&[0x8e9e05c52164694d])), "cdf818194e3a8c32");
+    }
+}

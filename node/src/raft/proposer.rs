@@ -1,0 +1,122 @@
+//! Group commit: concurrent client requests share one Raft entry, hence one fsync.
+//!
+//! openraft 0.9 waits for each append to be flushed before it takes the next client write, so one
+//! entry per request would mean one fsync per request. The proposer instead queues requests while
+//! earlier batches are in flight, and proposes everything queued as one entry as soon as a batch
+//! slot frees up: under load, batches grow to fill the time an fsync takes; with one client, every
+//! request is proposed at once, alone.
+
+use std::sync::Arc;
+
+use openraft::error::{ClientWriteError, RaftError};
+use tokio::sync::{mpsc, oneshot, Semaphore};
+
+use super::types::{ApplyError, MemberNode, Raft, Request};
+
+/// Batches proposed but not yet applied, at most (one being flushed, one being applied).
+const BATCHES_IN_FLIGHT_MAX: usize = 2;
+/// Requests in one entry, at most.
+const BATCH_REQUESTS_MAX: usize = 1_024;
+/// Encoded bytes of one entry, at most (a single larger request still goes alone).
+const BATCH_BYTES_MAX: usize = 4 * 1024 * 1024;
+/// Requests waiting for a batch, at most, before callers wait to queue.
+const QUEUE_REQUESTS_MAX: usize = 16_384;
+
+/// Why a request was not applied. The API maps these to etcd's errors.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProposeError {
+    /// No leader is known.
+    NoLeader,
+    /// Another member leads; writes must go there.
+    NotLeader { leader: u64 },
+    /// The member is shutting down.
+    Stopped,
+    /// Raft refused the entry for a reason a client cannot fix.
+    Refused,
+}
+
+/// The applied outcome of one request: its encoded response or its apply error.
+pub type Applied = Result<Vec<u8>, ApplyError>;
+
+struct Pending {
+    encoded: Vec<u8>,
+    reply: oneshot::Sender<Result<Applied, ProposeError>>,
+}
+
+/// The front door for writes: cheap to clone, shared by every API handler.
+#[derive(Clone)]
+pub struct Proposer {
+    queue: mpsc::Sender<Pending>,
+}
+
+impl Proposer {
+    /// Starts the batching task for `raft`.
+    pub fn start(raft: Raft) -> Proposer {
+        let (tx, rx) = mpsc::channel(QUEUE_REQUESTS_MAX);
+        crate::runtime::spawn(batch_loop(raft, rx));
+        Proposer { queue: tx }
+    }
+
+    /// Proposes one encoded `InternalRequest` and waits until it is applied.
+    pub async fn propose(&self, encoded: Vec<u8>) -> Result<Applied, ProposeError> {
+        let (reply, rx) = oneshot::channel();
+        self.queue.send(Pending { encoded, reply }).await.map_err(|_| ProposeError::Stopped)?;
+        rx.await.map_err(|_| ProposeError::Stopped)?
+    }
+}
+
+async fn batch_loop(raft: Raft, mut rx: mpsc::Receiver<Pending>) {
+    let slots = Arc::new(Semaphore::new(BATCHES_IN_FLIGHT_MAX));
+    loop {
+        let Ok(slot) = slots.clone().acquire_owned().await else { return };
+        let Some(first) = rx.recv().await else { return };
+        let mut bytes = first.encoded.len();
+        let mut batch = vec![first];
+        while batch.len() < BATCH_REQUESTS_MAX && bytes < BATCH_BYTES_MAX {
+            match rx.try_recv() {
+                Ok(next) => {
+                    bytes += next.encoded.len();
+                    batch.push(next);
+                }
+                Err(_) => break,
+            }
+        }
+        let raft = raft.clone();
+        crate::runtime::spawn(async move {
+            propose_batch(&raft, batch).await;
+            drop(slot);
+        });
+    }
+}
+
+/// Proposes one batch as one entry and hands each request its own outcome.
+async fn propose_batch(raft: &Raft, batch: Vec<Pending>) {
+    let (encoded, replies): (Vec<Vec<u8>>, Vec<_>) = batch.into_iter().map(|p| (p.encoded, p.reply)).unzip();
+    let count = encoded.len();
+    match raft.client_write(Request { batch: encoded }).await {
+        Ok(written) => {
+            let results = written.data.results;
+            assert_eq!(results.len(), count, "an applied batch yields one result per request");
+            for (reply, result) in replies.into_iter().zip(results) {
+                let _ = reply.send(Ok(result));
+            }
+        }
+        Err(e) => {
+            let error = propose_error(&e);
+            for reply in replies {
+                let _ = reply.send(Err(error));
+            }
+        }
+    }
+}
+
+fn propose_error(e: &RaftError<u64, ClientWriteError<u64, MemberNode>>) -> ProposeError {
+    match e {
+        RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => match f.leader_id {
+            Some(leader) => ProposeError::NotLeader { leader },
+            None => ProposeError::NoLeader,
+        },
+        RaftError::APIError(ClientWriteError::ChangeMembershipError(_)) => ProposeError::Refused,
+        RaftError::Fatal(_) => ProposeError::Stopped,
+    }
+}

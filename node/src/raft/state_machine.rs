@@ -1,0 +1,204 @@
+//! The replicated state machine: committed entries applied, in log order, to the MVCC store.
+//!
+//! Apply is atomic per batch: one redb write transaction holds the data, the applied log id and
+//! the membership (STYLE habit 6). It commits without fsync; a snapshot makes it durable before
+//! openraft may purge the log behind it, so a restart replays whatever the store lost.
+
+// openraft fixes the error types of its storage and network traits; they are large by design.
+#![allow(clippy::result_large_err)]
+
+use std::io::Cursor;
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use openraft::storage::RaftStateMachine;
+use openraft::{AnyError, EntryPayload, RaftLogId, RaftSnapshotBuilder, StorageIOError};
+use prost::Message;
+
+use detcd_proto::detcdpb::internal_request::Request as InternalOp;
+use detcd_proto::detcdpb::InternalRequest;
+
+use super::proposer::Applied;
+use super::types::{
+    ApplyError, Entry, LogId, Response, Snapshot, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
+};
+use crate::mvcc::{MvccError, Store, WriteBatch};
+
+/// Meta keys the Raft layer keeps in the MVCC store's meta table.
+const META_APPLIED: &str = "raft.applied";
+const META_MEMBERSHIP: &str = "raft.membership";
+
+/// The MVCC store shared between apply (writer) and the API (readers).
+pub type SharedStore = Arc<RwLock<Store>>;
+
+pub fn read_store(store: &SharedStore) -> RwLockReadGuard<'_, Store> {
+    store.read().unwrap_or_else(|p| panic!("mvcc store lock poisoned: {p}"))
+}
+
+pub fn write_store(store: &SharedStore) -> RwLockWriteGuard<'_, Store> {
+    store.write().unwrap_or_else(|p| panic!("mvcc store lock poisoned: {p}"))
+}
+
+fn sm_error(e: impl std::fmt::Display) -> StorageError {
+    StorageIOError::write_state_machine(AnyError::error(e.to_string())).into()
+}
+
+fn read_error(e: impl std::fmt::Display) -> StorageError {
+    StorageIOError::read_state_machine(AnyError::error(e.to_string())).into()
+}
+
+/// Applied log id and membership as recorded in the store.
+fn applied_state(store: &Store) -> Result<(Option<LogId>, StoredMembership), StorageError> {
+    let applied = match store.meta(META_APPLIED).map_err(read_error)? {
+        Some(bytes) => bincode::deserialize(&bytes).map_err(read_error)?,
+        None => None,
+    };
+    let membership = match store.meta(META_MEMBERSHIP).map_err(read_error)? {
+        Some(bytes) => bincode::deserialize(&bytes).map_err(read_error)?,
+        None => StoredMembership::default(),
+    };
+    Ok((applied, membership))
+}
+
+/// openraft's state machine.
+pub struct StateMachine {
+    store: SharedStore,
+}
+
+impl StateMachine {
+    pub fn new(store: SharedStore) -> StateMachine {
+        StateMachine { store }
+    }
+}
+
+/// Maps a state-machine error: request outcomes become responses, disk failures stop the member.
+fn outcome<T: Message>(result: Result<T, MvccError>) -> Result<Applied, StorageError> {
+    match result {
+        Ok(resp) => Ok(Ok(resp.encode_to_vec())),
+        Err(MvccError::Compacted) => Ok(Err(ApplyError::Compacted)),
+        Err(MvccError::FutureRevision) => Ok(Err(ApplyError::FutureRevision)),
+        Err(MvccError::KeyNotFound) => Ok(Err(ApplyError::KeyNotFound)),
+        Err(e @ (MvccError::Storage(_) | MvccError::Corrupt(_))) => Err(sm_error(e)),
+    }
+}
+
+/// Applies one client request inside the batch.
+fn apply_request(batch: &mut WriteBatch<'_>, encoded: &[u8]) -> Result<Applied, StorageError> {
+    let Ok(request) = InternalRequest::decode(encoded) else {
+        return Ok(Err(ApplyError::Malformed));
+    };
+    match request.request {
+        Some(InternalOp::Put(put)) => outcome(batch.put(&put)),
+        Some(InternalOp::DeleteRange(del)) => outcome(batch.delete_range(&del)),
+        Some(InternalOp::Txn(txn)) => outcome(batch.txn(&txn)),
+        Some(InternalOp::Compaction(compact)) => outcome(batch.compact(&compact)),
+        None => Ok(Err(ApplyError::Malformed)),
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachine {
+    type SnapshotBuilder = SnapshotBuilder;
+
+    async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), StorageError> {
+        applied_state(&read_store(&self.store))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Response>, StorageError>
+    where
+        I: IntoIterator<Item = Entry> + Send,
+        I::IntoIter: Send,
+    {
+        let mut store = write_store(&self.store);
+        let (mut applied, mut membership) = applied_state(&store)?;
+        let mut batch = store.write().map_err(sm_error)?;
+        let mut responses = Vec::new();
+        for entry in entries {
+            let log_id = *entry.get_log_id();
+            assert!(applied.is_none_or(|a| a < log_id), "applied index must only grow: {applied:?} then {log_id}");
+            let response = match &entry.payload {
+                EntryPayload::Blank => Response::default(),
+                EntryPayload::Normal(request) => {
+                    let results: Result<Vec<Applied>, StorageError> =
+                        request.batch.iter().map(|encoded| apply_request(&mut batch, encoded)).collect();
+                    Response { results: results? }
+                }
+                EntryPayload::Membership(m) => {
+                    membership = StoredMembership::new(Some(log_id), m.clone());
+                    Response::default()
+                }
+            };
+            responses.push(response);
+            applied = Some(log_id);
+        }
+        batch.set_meta(META_APPLIED, &bincode::serialize(&applied).map_err(sm_error)?).map_err(sm_error)?;
+        batch.set_meta(META_MEMBERSHIP, &bincode::serialize(&membership).map_err(sm_error)?).map_err(sm_error)?;
+        batch.commit(false).map_err(sm_error)?;
+        Ok(responses)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        SnapshotBuilder { store: self.store.clone() }
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError> {
+        Ok(Box::new(Cursor::new(Vec::new())))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta,
+        snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> Result<(), StorageError> {
+        let mut store = write_store(&self.store);
+        store.restore(snapshot.get_ref()).map_err(sm_error)?;
+        let (applied, _) = applied_state(&store)?;
+        if applied != meta.last_log_id {
+            return Err(sm_error(format!(
+                "installed snapshot records applied {applied:?}, its meta says {:?}",
+                meta.last_log_id
+            )));
+        }
+        tracing::info!(last_log_id = ?meta.last_log_id, "snapshot installed");
+        Ok(())
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, StorageError> {
+        let store = read_store(&self.store);
+        let (applied, _) = applied_state(&store)?;
+        if applied.is_none() {
+            return Ok(None);
+        }
+        build(&store).map(Some)
+    }
+}
+
+/// Builds a snapshot image of the store as it is now.
+fn build(store: &Store) -> Result<Snapshot, StorageError> {
+    let (applied, membership) = applied_state(store)?;
+    let image = store.snapshot().map_err(read_error)?;
+    let snapshot_id = match applied {
+        Some(id) => format!("{}-{}-{}", id.leader_id.term, id.index, store.current_revision()),
+        None => "empty".to_string(),
+    };
+    let meta = SnapshotMeta { last_log_id: applied, last_membership: membership, snapshot_id };
+    Ok(Snapshot { meta, snapshot: Box::new(Cursor::new(image)) })
+}
+
+/// Makes the store durable and images it; after this openraft may purge the log it covers.
+pub struct SnapshotBuilder {
+    store: SharedStore,
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
+    async fn build_snapshot(&mut self) -> Result<Snapshot, StorageError> {
+        let mut store = write_store(&self.store);
+        store.write().map_err(sm_error)?.commit(true).map_err(sm_error)?;
+        let snapshot = build(&store)?;
+        tracing::info!(id = %snapshot.meta.snapshot_id, "snapshot built; state machine durable");
+        Ok(snapshot)
+    }
+}
+
+/// Reads the applied log id of a store (for status reporting).
+pub fn applied_index(store: &Store) -> u64 {
+    applied_state(store).ok().and_then(|(a, _)| a).map_or(0, |a| a.index)
+}

@@ -1,0 +1,250 @@
+//! Process-level test harness: real `detcd` and real `etcd` binaries on loopback ports, driven by
+//! the real `etcdctl`. Every process is killed when its handle drops; every wait is bounded.
+
+#![allow(dead_code)]
+#![allow(clippy::expect_used)] // test setup failures should panic loudly
+
+use std::io::Write;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// How long a member may take to start serving.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A free loopback port (bound then released; good enough on a test machine).
+pub fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+    listener.local_addr().expect("local addr").port()
+}
+
+/// Which server a [`Member`] runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Server {
+    Detcd,
+    Etcd,
+}
+
+/// A running server process.
+pub struct Member {
+    child: Option<Child>,
+    pub server: Server,
+    pub endpoint: String,
+    pub data_dir: PathBuf,
+    client_port: u16,
+    peer_port: u16,
+    log_path: PathBuf,
+}
+
+pub fn detcd_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_detcd")
+}
+
+/// Path of a tool that CI installs (`etcdctl`, `etcd`); panics with a clear message if missing.
+pub fn tool(name: &str) -> String {
+    for dir in ["/usr/bin", "/usr/local/bin", "/bin"] {
+        let path = Path::new(dir).join(name);
+        if path.exists() {
+            return path.display().to_string();
+        }
+    }
+    panic!("`{name}` is not installed: run scripts/test (it installs etcd-client and etcd-server with apt-get)");
+}
+
+impl Member {
+    /// Starts a single member on fresh loopback ports and waits until it serves.
+    pub fn start(server: Server, data_dir: &Path) -> Member {
+        let mut member = Member {
+            child: None,
+            server,
+            endpoint: String::new(),
+            data_dir: data_dir.to_path_buf(),
+            client_port: free_port(),
+            peer_port: free_port(),
+            log_path: data_dir.with_extension("log"),
+        };
+        member.endpoint = format!("127.0.0.1:{}", member.client_port);
+        member.spawn();
+        member.wait_ready();
+        member
+    }
+
+    pub fn args(&self) -> Vec<String> {
+        let client = format!("http://127.0.0.1:{}", self.client_port);
+        let peer = format!("http://127.0.0.1:{}", self.peer_port);
+        vec![
+            "--name=default".into(),
+            format!("--data-dir={}", self.data_dir.display()),
+            format!("--listen-client-urls={client}"),
+            format!("--advertise-client-urls={client}"),
+            format!("--listen-peer-urls={peer}"),
+            format!("--initial-advertise-peer-urls={peer}"),
+            format!("--initial-cluster=default={peer}"),
+        ]
+    }
+
+    /// Spawns the process with this member's flags (again, after a kill).
+    pub fn spawn(&mut self) {
+        let bin = match self.server {
+            Server::Detcd => detcd_bin().to_string(),
+            Server::Etcd => tool("etcd"),
+        };
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log_path).expect("open log file");
+        let child =
+            Command::new(bin).args(self.args()).stdout(Stdio::null()).stderr(log).spawn().expect("spawn server");
+        self.child = Some(child);
+    }
+
+    /// Waits until a linearizable read succeeds.
+    pub fn wait_ready(&mut self) {
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            let out = etcdctl(&self.endpoint, &["--command-timeout=1s", "get", "readiness-probe"], None);
+            if out.code == 0 {
+                return;
+            }
+            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                panic!("{:?} exited during start ({status}); log:\n{}", self.server, self.log());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{:?} not ready after {START_TIMEOUT:?}; log:\n{}",
+                self.server,
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// The server's stderr so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// `kill -9`.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM, then wait (bounded) for a clean exit; returns whether it exited successfully.
+    pub fn terminate(&mut self) -> bool {
+        let Some(mut child) = self.child.take() else { return false };
+        let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = child.try_wait() {
+                return status.success();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        false
+    }
+
+    /// Restarts after a kill and waits until it serves.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+        self.wait_ready();
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+}
+
+impl Drop for Member {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// What one `etcdctl` run printed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CtlOutput {
+    pub stdout: String,
+    pub stderr: String,
+    pub code: i32,
+}
+
+/// Runs `etcdctl --endpoints=<endpoint> <args>` (API v3), with optional stdin, bounded in time.
+pub fn etcdctl(endpoint: &str, args: &[&str], stdin: Option<&str>) -> CtlOutput {
+    let mut cmd = Command::new(tool("etcdctl"));
+    cmd.env("ETCDCTL_API", "3")
+        .arg(format!("--endpoints={endpoint}"))
+        .arg("--dial-timeout=2s")
+        .args(args)
+        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("spawn etcdctl");
+    if let Some(input) = stdin {
+        let mut pipe = child.stdin.take().expect("stdin pipe");
+        pipe.write_all(input.as_bytes()).expect("write etcdctl stdin");
+    }
+    let out: Output = wait_bounded(child, Duration::from_secs(20));
+    CtlOutput {
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        code: out.status.code().unwrap_or(-1),
+    }
+}
+
+fn wait_bounded(mut child: Child, limit: Duration) -> Output {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return child.wait_with_output().expect("collect etcdctl output");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let _ = child.kill();
+    let out = child.wait_with_output().expect("collect etcdctl output");
+    panic!("etcdctl did not finish within {limit:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// Replaces the per-cluster numbers etcd and detcd legitimately differ in (IDs, raft term) with
+/// placeholders, in JSON, fields and table output alike.
+pub fn normalize(text: &str) -> String {
+    let mut out = text.to_string();
+    for field in ["\"cluster_id\":", "\"member_id\":", "\"raft_term\":"] {
+        out = replace_number_after(&out, field);
+    }
+    // etcdctl's client-side retry warnings carry a timestamp and a random client name.
+    for field in ["\"ts\":\"", "\"target\":\""] {
+        out = replace_string_after(&out, field);
+    }
+    out
+}
+
+fn replace_string_after(text: &str, marker: &str) -> String {
+    let mut result = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(pos) = rest.find(marker) {
+        let (head, tail) = rest.split_at(pos + marker.len());
+        result.push_str(head);
+        result.push('S');
+        rest = &tail[tail.find('"').unwrap_or(tail.len())..];
+    }
+    result.push_str(rest);
+    result
+}
+
+fn replace_number_after(text: &str, marker: &str) -> String {
+    let mut result = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(pos) = rest.find(marker) {
+        let (head, tail) = rest.split_at(pos + marker.len());
+        result.push_str(head);
+        let digits = tail.chars().take_while(char::is_ascii_digit).count();
+        result.push('N');
+        rest = &tail[digits..];
+    }
+    result.push_str(rest);
+    result
+}
