@@ -45,7 +45,7 @@ const SCRIPT: &[Step] = &[
     step(&["get", "foo", "--prefix", "--order=DESCEND"]),
     step(&["get", "foo", "--prefix", "--keys-only"]),
     step(&["get", "foo", "--prefix", "--print-value-only"]),
-    step(&["get", "foo", "--prefix", "--count-only", "-w", "json"]),
+    step(&["get", "foo", "--prefix", "--limit=1", "--order=DESCEND", "-w", "json"]),
     step(&["get", "foo", "--consistency=s"]),
     step(&["get", "foo", "--consistency=s", "-w", "json"]),
     step(&["get", "", "--prefix"]),

@@ -32,6 +32,8 @@ pub struct Member {
     pub server: Server,
     pub endpoint: String,
     pub data_dir: PathBuf,
+    /// Flags beyond the ones every member gets (e.g. `--snapshot-count=100`).
+    pub extra_args: Vec<String>,
     client_port: u16,
     peer_port: u16,
     log_path: PathBuf,
@@ -55,11 +57,17 @@ pub fn tool(name: &str) -> String {
 impl Member {
     /// Starts a single member on fresh loopback ports and waits until it serves.
     pub fn start(server: Server, data_dir: &Path) -> Member {
+        Member::start_with(server, data_dir, &[])
+    }
+
+    /// Starts a single member with extra flags.
+    pub fn start_with(server: Server, data_dir: &Path, extra_args: &[&str]) -> Member {
         let mut member = Member {
             child: None,
             server,
             endpoint: String::new(),
             data_dir: data_dir.to_path_buf(),
+            extra_args: extra_args.iter().map(|a| a.to_string()).collect(),
             client_port: free_port(),
             peer_port: free_port(),
             log_path: data_dir.with_extension("log"),
@@ -82,6 +90,9 @@ impl Member {
             format!("--initial-advertise-peer-urls={peer}"),
             format!("--initial-cluster=default={peer}"),
         ]
+        .into_iter()
+        .chain(self.extra_args.iter().cloned())
+        .collect()
     }
 
     /// Spawns the process with this member's flags (again, after a kill).
