@@ -12,7 +12,7 @@ use tonic::{Request, Response, Status};
 
 use super::error::EtcdError;
 use super::Context;
-use crate::raft::read_store;
+use crate::raft::{member_attributes, read_store};
 
 pub struct ClusterService {
     ctx: Arc<Context>,
@@ -45,20 +45,26 @@ impl Cluster for ClusterService {
     }
 
     async fn member_list(&self, _request: Request<MemberListRequest>) -> Result<Response<MemberListResponse>, Status> {
-        let revision = read_store(&self.ctx.store).current_revision();
         let metrics = self.ctx.raft.metrics().borrow().clone();
         let membership = metrics.membership_config.membership();
         let voters: Vec<u64> = membership.voter_ids().collect();
+        let store = read_store(&self.ctx.store);
+        let revision = store.current_revision();
+        // A member that has not yet published its attributes shows as unstarted (empty name).
         let members = membership
             .nodes()
-            .map(|(id, node)| Member {
-                id: *id,
-                name: node.name.clone(),
-                peer_ur_ls: node.peer_urls.clone(),
-                client_ur_ls: node.client_urls.clone(),
-                is_learner: !voters.contains(id),
+            .map(|(id, node)| {
+                let attrs = member_attributes(&store, *id);
+                Member {
+                    id: *id,
+                    name: attrs.as_ref().map(|a| a.name.clone()).unwrap_or_default(),
+                    peer_ur_ls: node.peer_urls.clone(),
+                    client_ur_ls: attrs.map(|a| a.client_urls).unwrap_or_default(),
+                    is_learner: !voters.contains(id),
+                }
             })
             .collect();
+        drop(store);
         let header = self.ctx.header(Some(ResponseHeader { revision, ..Default::default() }));
         Ok(Response::new(MemberListResponse { header, members }))
     }

@@ -1,11 +1,10 @@
 //! The one table that turns errors into gRPC statuses, with etcd's exact codes and messages
 //! (etcd's `rpctypes`). Nothing else in the node builds a `Status` from an error.
 
-use openraft::error::{CheckIsLeaderError, RaftError};
 use tonic::{Code, Status};
 
 use crate::mvcc::MvccError;
-use crate::raft::types::{ApplyError, MemberNode};
+use crate::raft::types::ApplyError;
 use crate::raft::ProposeError;
 
 /// Every error a client can see, by etcd's name for it.
@@ -101,22 +100,7 @@ impl From<ProposeError> for EtcdError {
             ProposeError::NotLeader { .. } => EtcdError::NotLeader,
             ProposeError::Stopped => EtcdError::Stopped,
             ProposeError::Refused => EtcdError::NotCapable,
-        }
-    }
-}
-
-impl From<RaftError<u64, CheckIsLeaderError<u64, MemberNode>>> for EtcdError {
-    fn from(e: RaftError<u64, CheckIsLeaderError<u64, MemberNode>>) -> EtcdError {
-        match e {
-            RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f)) => {
-                if f.leader_id.is_some() {
-                    EtcdError::NotLeader
-                } else {
-                    EtcdError::NoLeader
-                }
-            }
-            RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(_)) => EtcdError::Timeout,
-            RaftError::Fatal(_) => EtcdError::Stopped,
+            ProposeError::Timeout => EtcdError::Timeout,
         }
     }
 }

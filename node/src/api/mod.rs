@@ -24,7 +24,7 @@ use detcd_proto::etcdserverpb::ResponseHeader;
 use prost::Message;
 
 use crate::config::Config;
-use crate::raft::{Identity, Proposer, Raft, SharedStore};
+use crate::raft::{Identity, Node, Peers, Proposer, Raft, SharedStore};
 use error::EtcdError;
 
 /// gRPC allows this much beyond `--max-request-bytes` for framing, as etcd does.
@@ -34,6 +34,7 @@ const GRPC_OVERHEAD_BYTES: u64 = 512 * 1024;
 pub struct Context {
     pub raft: Raft,
     pub proposer: Proposer,
+    pub peers: Peers,
     pub store: SharedStore,
     pub identity: Identity,
     pub max_request_bytes: u64,
@@ -43,14 +44,14 @@ pub struct Context {
 }
 
 impl Context {
-    pub fn new(config: &Config, raft: Raft, store: SharedStore, identity: Identity) -> Context {
-        // etcd: 5 s plus two election timeouts.
-        let request_timeout = Duration::from_secs(5) + 2 * config.election_timeout;
+    pub fn new(config: &Config, node: &Node) -> Context {
+        let request_timeout = crate::raft::request_timeout(config);
         Context {
-            proposer: Proposer::start(raft.clone()),
-            raft,
-            store,
-            identity,
+            proposer: node.proposer.clone(),
+            peers: node.peers.clone(),
+            raft: node.raft.clone(),
+            store: node.store.clone(),
+            identity: node.identity.clone(),
             max_request_bytes: config.max_request_bytes,
             max_txn_ops: config.max_txn_ops,
             request_timeout,
@@ -86,8 +87,9 @@ impl Context {
 
     /// Waits until this member may serve a linearizable read (read index confirmed and applied).
     pub async fn linearizable_read(&self) -> Result<(), EtcdError> {
-        match crate::runtime::timeout(self.request_timeout, self.raft.ensure_linearizable()).await {
-            Ok(result) => result.map(|_| ()).map_err(EtcdError::from),
+        let barrier = crate::raft::linearizable_barrier(&self.raft, &self.peers, self.request_timeout);
+        match crate::runtime::timeout(self.request_timeout, barrier).await {
+            Ok(result) => result.map_err(EtcdError::from),
             Err(_) => Err(EtcdError::Timeout),
         }
     }

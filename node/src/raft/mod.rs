@@ -11,7 +11,9 @@
 
 mod log_store;
 mod network;
+pub mod peer;
 mod proposer;
+mod read;
 mod state_machine;
 pub mod types;
 
@@ -22,7 +24,9 @@ use std::sync::{Arc, RwLock};
 use openraft::storage::RaftLogStorage;
 use serde::{Deserialize, Serialize};
 
+pub use peer::{PeerService, Peers};
 pub use proposer::{Applied, ProposeError, Proposer};
+pub use read::linearizable_barrier;
 pub use state_machine::{applied_index, read_store, SharedStore};
 pub use types::{MemberNode, Raft, Request, Response};
 
@@ -97,6 +101,10 @@ pub struct Node {
     pub identity: Identity,
     /// The initial cluster as bootstrapped: member ID -> member.
     pub members: BTreeMap<u64, MemberNode>,
+    /// Connections to the other members.
+    pub peers: Peers,
+    /// The front door for writes (batches, forwards to the leader).
+    pub proposer: Proposer,
 }
 
 /// openraft's configuration from etcd's flags (the one place this conversion lives).
@@ -184,12 +192,6 @@ pub fn flush(store: &SharedStore) -> Result<(), crate::mvcc::MvccError> {
 /// Opens the data dir and starts Raft. A fresh single member bootstraps its cluster.
 pub async fn start(config: &Config, disk: Arc<dyn Disk>) -> Result<Node, StartError> {
     let members = initial_members(config);
-    if members.len() > 1 {
-        return Err(StartError::Refused(format!(
-            "--initial-cluster names {} members; this detcd build runs single-member clusters only",
-            members.len()
-        )));
-    }
     let raft_config = raft_config(config)?;
     let db_path = db_path(&config.data_dir);
     let db = open_db(&db_path)?;
@@ -210,7 +212,9 @@ pub async fn start(config: &Config, disk: Arc<dyn Disk>) -> Result<Node, StartEr
     }
     let store = Arc::new(RwLock::new(store));
     let sm = state_machine::StateMachine::new(store.clone());
-    let raft = Raft::new(identity.member_id, raft_config, network::PeerNetwork, log, sm)
+    let peers = Peers::new(identity.cluster_id, identity.member_id);
+    let network = network::PeerNetwork { peers: peers.clone() };
+    let raft = Raft::new(identity.member_id, raft_config, network, log, sm)
         .await
         .map_err(|e| StartError::Raft(e.to_string()))?;
     let initialized = raft.is_initialized().await.map_err(|e| StartError::Raft(e.to_string()))?;
@@ -226,7 +230,25 @@ pub async fn start(config: &Config, disk: Arc<dyn Disk>) -> Result<Node, StartEr
         cluster_id = %format!("{:x}", identity.cluster_id),
         "member started"
     );
-    Ok(Node { raft, store, identity, members })
+    let proposer = Proposer::start(raft.clone(), peers.clone(), request_timeout(config));
+    Ok(Node { raft, store, identity, members, peers, proposer })
+}
+
+/// How long a client request may wait on Raft (etcd: 5 s plus two election timeouts).
+pub fn request_timeout(config: &Config) -> std::time::Duration {
+    std::time::Duration::from_secs(5) + 2 * config.election_timeout
+}
+
+/// Meta key under which a member's published attributes are applied.
+pub fn member_attributes_key(member_id: u64) -> String {
+    format!("member.{member_id:016x}")
+}
+
+/// The attributes member `id` published (name, client URLs), if it has.
+pub fn member_attributes(store: &Store, member_id: u64) -> Option<detcd_proto::detcdpb::MemberAttributes> {
+    use prost::Message;
+    let bytes = store.meta(&member_attributes_key(member_id)).ok().flatten()?;
+    detcd_proto::detcdpb::MemberAttributes::decode(bytes.as_slice()).ok()
 }
 
 #[cfg(test)]

@@ -7,10 +7,13 @@
 //! request is proposed at once, alone.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use openraft::error::{ClientWriteError, RaftError};
+use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
+use super::peer::{Method, PeerFault, Peers};
 use super::types::{ApplyError, MemberNode, Raft, Request};
 
 /// Batches proposed but not yet applied, at most (one being flushed, one being applied).
@@ -23,7 +26,7 @@ const BATCH_BYTES_MAX: usize = 4 * 1024 * 1024;
 const QUEUE_REQUESTS_MAX: usize = 16_384;
 
 /// Why a request was not applied. The API maps these to etcd's errors.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ProposeError {
     /// No leader is known.
     NoLeader,
@@ -33,6 +36,8 @@ pub enum ProposeError {
     Stopped,
     /// Raft refused the entry for a reason a client cannot fix.
     Refused,
+    /// The outcome is unknown: the leader did not answer in time.
+    Timeout,
 }
 
 /// The applied outcome of one request: its encoded response or its apply error.
@@ -40,6 +45,8 @@ pub type Applied = Result<Vec<u8>, ApplyError>;
 
 struct Pending {
     encoded: Vec<u8>,
+    /// Whether a follower may pass it on to the leader (a forwarded request is never forwarded again).
+    forwardable: bool,
     reply: oneshot::Sender<Result<Applied, ProposeError>>,
 }
 
@@ -50,22 +57,73 @@ pub struct Proposer {
 }
 
 impl Proposer {
-    /// Starts the batching task for `raft`.
-    pub fn start(raft: Raft) -> Proposer {
+    /// Starts the batching task for `raft`; followers forward through `peers`, waiting at most
+    /// `forward_timeout` for the leader.
+    pub fn start(raft: Raft, peers: Peers, forward_timeout: Duration) -> Proposer {
         let (tx, rx) = mpsc::channel(QUEUE_REQUESTS_MAX);
-        crate::runtime::spawn(batch_loop(raft, rx));
+        let forwarder = Forwarder { peers, timeout: forward_timeout };
+        crate::runtime::spawn(batch_loop(raft, forwarder, rx));
         Proposer { queue: tx }
     }
 
-    /// Proposes one encoded `InternalRequest` and waits until it is applied.
+    /// Proposes one encoded `InternalRequest` (through the leader, wherever it is) and waits until
+    /// it is applied.
     pub async fn propose(&self, encoded: Vec<u8>) -> Result<Applied, ProposeError> {
+        self.submit(encoded, true).await
+    }
+
+    /// Proposes on this member only: a request forwarded by a follower.
+    pub async fn propose_here(&self, encoded: Vec<u8>) -> Result<Applied, ProposeError> {
+        self.submit(encoded, false).await
+    }
+
+    async fn submit(&self, encoded: Vec<u8>, forwardable: bool) -> Result<Applied, ProposeError> {
         let (reply, rx) = oneshot::channel();
-        self.queue.send(Pending { encoded, reply }).await.map_err(|_| ProposeError::Stopped)?;
+        self.queue.send(Pending { encoded, forwardable, reply }).await.map_err(|_| ProposeError::Stopped)?;
         rx.await.map_err(|_| ProposeError::Stopped)?
     }
 }
 
-async fn batch_loop(raft: Raft, mut rx: mpsc::Receiver<Pending>) {
+/// Passes a follower's batch to the leader.
+#[derive(Clone)]
+struct Forwarder {
+    peers: Peers,
+    timeout: Duration,
+}
+
+impl Forwarder {
+    async fn forward(&self, leader: u64, node: &MemberNode, batch: Vec<Pending>) {
+        let Some(url) = node.peer_urls.first() else {
+            return fail_all(batch, ProposeError::NoLeader);
+        };
+        let (encoded, replies): (Vec<Vec<u8>>, Vec<_>) = batch.into_iter().map(|p| (p.encoded, p.reply)).unzip();
+        let count = encoded.len();
+        let result: Result<Vec<Result<Applied, ProposeError>>, PeerFault> =
+            self.peers.call(leader, url, Method::Forward, &encoded, self.timeout).await;
+        match result {
+            Ok(results) if results.len() == count => {
+                for (reply, result) in replies.into_iter().zip(results) {
+                    let _ = reply.send(result);
+                }
+            }
+            Ok(_) | Err(PeerFault::Decode(_) | PeerFault::ClusterMismatch { .. }) => {
+                replies.into_iter().for_each(|r| drop(r.send(Err(ProposeError::Refused))));
+            }
+            // The leader may have applied them: the outcome is unknown.
+            Err(PeerFault::Timeout(_) | PeerFault::Unreachable(..)) => {
+                replies.into_iter().for_each(|r| drop(r.send(Err(ProposeError::Timeout))));
+            }
+        }
+    }
+}
+
+fn fail_all(batch: Vec<Pending>, error: ProposeError) {
+    for pending in batch {
+        let _ = pending.reply.send(Err(error));
+    }
+}
+
+async fn batch_loop(raft: Raft, forwarder: Forwarder, mut rx: mpsc::Receiver<Pending>) {
     let slots = Arc::new(Semaphore::new(BATCHES_IN_FLIGHT_MAX));
     loop {
         let Ok(slot) = slots.clone().acquire_owned().await else { return };
@@ -81,32 +139,38 @@ async fn batch_loop(raft: Raft, mut rx: mpsc::Receiver<Pending>) {
                 Err(_) => break,
             }
         }
-        let raft = raft.clone();
+        let (raft, forwarder) = (raft.clone(), forwarder.clone());
         crate::runtime::spawn(async move {
-            propose_batch(&raft, batch).await;
+            propose_batch(&raft, &forwarder, batch).await;
             drop(slot);
         });
     }
 }
 
-/// Proposes one batch as one entry and hands each request its own outcome.
-async fn propose_batch(raft: &Raft, batch: Vec<Pending>) {
-    let (encoded, replies): (Vec<Vec<u8>>, Vec<_>) = batch.into_iter().map(|p| (p.encoded, p.reply)).unzip();
+/// Proposes one batch as one entry and hands each request its own outcome; on a follower the
+/// batch goes to the leader instead.
+async fn propose_batch(raft: &Raft, forwarder: &Forwarder, batch: Vec<Pending>) {
+    let encoded: Vec<Vec<u8>> = batch.iter().map(|p| p.encoded.clone()).collect();
     let count = encoded.len();
     match raft.client_write(Request { batch: encoded }).await {
         Ok(written) => {
             let results = written.data.results;
             assert_eq!(results.len(), count, "an applied batch yields one result per request");
-            for (reply, result) in replies.into_iter().zip(results) {
-                let _ = reply.send(Ok(result));
+            for (pending, result) in batch.into_iter().zip(results) {
+                let _ = pending.reply.send(Ok(result));
             }
         }
-        Err(e) => {
-            let error = propose_error(&e);
-            for reply in replies {
-                let _ = reply.send(Err(error));
+        Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => match (f.leader_id, f.leader_node) {
+            (Some(leader), Some(node)) => {
+                let (forward, refuse): (Vec<_>, Vec<_>) = batch.into_iter().partition(|p| p.forwardable);
+                fail_all(refuse, ProposeError::NotLeader { leader });
+                if !forward.is_empty() {
+                    forwarder.forward(leader, &node, forward).await;
+                }
             }
-        }
+            _ => fail_all(batch, ProposeError::NoLeader),
+        },
+        Err(e) => fail_all(batch, propose_error(&e)),
     }
 }
 

@@ -91,6 +91,11 @@ fn apply_request(batch: &mut WriteBatch<'_>, encoded: &[u8]) -> Result<Applied, 
         Some(InternalOp::DeleteRange(del)) => outcome(batch.delete_range(&del)),
         Some(InternalOp::Txn(txn)) => outcome(batch.txn(&txn)),
         Some(InternalOp::Compaction(compact)) => outcome(batch.compact(&compact)),
+        Some(InternalOp::MemberAttributes(attrs)) => {
+            let key = super::member_attributes_key(attrs.member_id);
+            batch.set_meta(&key, &attrs.encode_to_vec()).map_err(sm_error)?;
+            Ok(Ok(Vec::new()))
+        }
         None => Ok(Err(ApplyError::Malformed)),
     }
 }

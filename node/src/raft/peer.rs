@@ -1,0 +1,193 @@
+//! The peer protocol on `--listen-peer-urls`: openraft's RPCs, writes forwarded to the leader, and
+//! read-index requests, all as gRPC with a bincode payload inside a `PeerEnvelope`.
+//!
+//! Connections are kept per member and reused (a tonic `Channel` multiplexes and reconnects).
+//! Every envelope names its cluster; a member of another cluster is refused, not obeyed. Failures
+//! travel inside the payload, so this module never builds a gRPC status.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use detcd_proto::detcdpb::peer_client::PeerClient;
+use detcd_proto::detcdpb::peer_server::Peer;
+use detcd_proto::detcdpb::PeerEnvelope;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Request, Response, Status};
+
+use super::proposer::{Applied, ProposeError, Proposer};
+use super::types::{Raft, TypeConfig};
+
+/// How long a connection attempt to a peer may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// Why a peer call failed before the peer could answer it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum PeerFault {
+    #[error("peer {peer:x} belongs to cluster {theirs:x}, this member to cluster {ours:x}")]
+    ClusterMismatch { peer: u64, ours: u64, theirs: u64 },
+    #[error("peer message does not decode: {0}")]
+    Decode(String),
+    #[error("peer {0:x} is unreachable: {1}")]
+    Unreachable(u64, String),
+    #[error("peer {0:x} did not answer in time")]
+    Timeout(u64),
+}
+
+/// The RPCs of the peer service.
+#[derive(Clone, Copy, Debug)]
+pub enum Method {
+    AppendEntries,
+    Vote,
+    InstallSnapshot,
+    Forward,
+    ReadIndex,
+}
+
+/// Connections to the other members, shared by openraft's network, forwarding and reads.
+#[derive(Clone)]
+pub struct Peers {
+    pub cluster_id: u64,
+    pub self_id: u64,
+    channels: Arc<Mutex<HashMap<u64, (String, Channel)>>>,
+}
+
+impl Peers {
+    pub fn new(cluster_id: u64, self_id: u64) -> Peers {
+        Peers { cluster_id, self_id, channels: Arc::new(Mutex::new(HashMap::new())) }
+    }
+
+    fn channel(&self, target: u64, url: &str) -> Result<Channel, PeerFault> {
+        let mut channels = self.channels.lock().unwrap_or_else(|p| panic!("peer channel cache poisoned: {p}"));
+        if let Some((known, channel)) = channels.get(&target) {
+            if known == url {
+                return Ok(channel.clone());
+            }
+        }
+        let endpoint = Endpoint::from_shared(url.to_string())
+            .map_err(|e| PeerFault::Unreachable(target, e.to_string()))?
+            .connect_timeout(CONNECT_TIMEOUT);
+        let channel = endpoint.connect_lazy();
+        channels.insert(target, (url.to_string(), channel.clone()));
+        Ok(channel)
+    }
+
+    /// Calls `method` on member `target` at `url` with a serialisable request.
+    pub async fn call<Req: Serialize, Resp: DeserializeOwned>(
+        &self,
+        target: u64,
+        url: &str,
+        method: Method,
+        request: &Req,
+        timeout: Duration,
+    ) -> Result<Resp, PeerFault> {
+        let payload = bincode::serialize(request).map_err(|e| PeerFault::Decode(e.to_string()))?;
+        let envelope = PeerEnvelope { cluster_id: self.cluster_id, from: self.self_id, payload };
+        let mut client = PeerClient::new(self.channel(target, url)?).max_decoding_message_size(usize::MAX);
+        let call = async move {
+            match method {
+                Method::AppendEntries => client.append_entries(envelope).await,
+                Method::Vote => client.vote(envelope).await,
+                Method::InstallSnapshot => client.install_snapshot(envelope).await,
+                Method::Forward => client.forward(envelope).await,
+                Method::ReadIndex => client.read_index(envelope).await,
+            }
+        };
+        let reply = match crate::runtime::timeout(timeout, call).await {
+            Ok(Ok(reply)) => reply.into_inner(),
+            Ok(Err(status)) => return Err(PeerFault::Unreachable(target, status.message().to_string())),
+            Err(_) => return Err(PeerFault::Timeout(target)),
+        };
+        let result: Result<Resp, PeerFault> =
+            bincode::deserialize(&reply.payload).map_err(|e| PeerFault::Decode(e.to_string()))?;
+        result
+    }
+}
+
+/// The server side of the peer protocol.
+pub struct PeerService {
+    raft: Raft,
+    proposer: Proposer,
+    cluster_id: u64,
+}
+
+impl PeerService {
+    pub fn new(raft: Raft, proposer: Proposer, cluster_id: u64) -> PeerService {
+        PeerService { raft, proposer, cluster_id }
+    }
+
+    /// Checks the envelope and decodes its request.
+    fn open<T: DeserializeOwned>(&self, envelope: &PeerEnvelope) -> Result<T, PeerFault> {
+        if envelope.cluster_id != self.cluster_id {
+            tracing::warn!(peer = %format!("{:x}", envelope.from), theirs = %format!("{:x}", envelope.cluster_id),
+                "refusing a peer of another cluster");
+            return Err(PeerFault::ClusterMismatch {
+                peer: envelope.from,
+                ours: self.cluster_id,
+                theirs: envelope.cluster_id,
+            });
+        }
+        bincode::deserialize(&envelope.payload).map_err(|e| PeerFault::Decode(e.to_string()))
+    }
+
+    fn seal<T: Serialize>(&self, result: Result<T, PeerFault>) -> Result<Response<PeerEnvelope>, Status> {
+        let payload = match bincode::serialize(&result) {
+            Ok(bytes) => bytes,
+            Err(e) => bincode::serialize(&Err::<T, _>(PeerFault::Decode(e.to_string()))).unwrap_or_default(),
+        };
+        Ok(Response::new(PeerEnvelope { cluster_id: self.cluster_id, from: 0, payload }))
+    }
+}
+
+type AppendReq = openraft::raft::AppendEntriesRequest<TypeConfig>;
+type VoteReq = openraft::raft::VoteRequest<u64>;
+type SnapshotReq = openraft::raft::InstallSnapshotRequest<TypeConfig>;
+
+#[tonic::async_trait]
+impl Peer for PeerService {
+    async fn append_entries(&self, request: Request<PeerEnvelope>) -> Result<Response<PeerEnvelope>, Status> {
+        let result = match self.open::<AppendReq>(request.get_ref()) {
+            Ok(rpc) => Ok(self.raft.append_entries(rpc).await),
+            Err(fault) => Err(fault),
+        };
+        self.seal(result)
+    }
+
+    async fn vote(&self, request: Request<PeerEnvelope>) -> Result<Response<PeerEnvelope>, Status> {
+        let result = match self.open::<VoteReq>(request.get_ref()) {
+            Ok(rpc) => Ok(self.raft.vote(rpc).await),
+            Err(fault) => Err(fault),
+        };
+        self.seal(result)
+    }
+
+    async fn install_snapshot(&self, request: Request<PeerEnvelope>) -> Result<Response<PeerEnvelope>, Status> {
+        let result = match self.open::<SnapshotReq>(request.get_ref()) {
+            Ok(rpc) => Ok(self.raft.install_snapshot(rpc).await),
+            Err(fault) => Err(fault),
+        };
+        self.seal(result)
+    }
+
+    async fn forward(&self, request: Request<PeerEnvelope>) -> Result<Response<PeerEnvelope>, Status> {
+        let result = match self.open::<Vec<Vec<u8>>>(request.get_ref()) {
+            Ok(batch) => {
+                let proposals = batch.into_iter().map(|encoded| self.proposer.propose_here(encoded));
+                let results: Vec<Result<Applied, ProposeError>> = futures::future::join_all(proposals).await;
+                Ok(results)
+            }
+            Err(fault) => Err(fault),
+        };
+        self.seal(result)
+    }
+
+    async fn read_index(&self, request: Request<PeerEnvelope>) -> Result<Response<PeerEnvelope>, Status> {
+        let result = match self.open::<()>(request.get_ref()) {
+            Ok(()) => Ok(super::read::leader_read_index(&self.raft).await),
+            Err(fault) => Err(fault),
+        };
+        self.seal(result)
+    }
+}
