@@ -32,10 +32,13 @@ pub struct Member {
     pub server: Server,
     pub endpoint: String,
     pub data_dir: PathBuf,
+    pub name: String,
+    /// `--initial-cluster` (for a single member: just itself).
+    pub initial_cluster: String,
     /// Flags beyond the ones every member gets (e.g. `--snapshot-count=100`).
     pub extra_args: Vec<String>,
-    client_port: u16,
-    peer_port: u16,
+    pub client_port: u16,
+    pub peer_port: u16,
     log_path: PathBuf,
 }
 
@@ -62,33 +65,41 @@ impl Member {
 
     /// Starts a single member with extra flags.
     pub fn start_with(server: Server, data_dir: &Path, extra_args: &[&str]) -> Member {
-        let mut member = Member {
-            child: None,
-            server,
-            endpoint: String::new(),
-            data_dir: data_dir.to_path_buf(),
-            extra_args: extra_args.iter().map(|a| a.to_string()).collect(),
-            client_port: free_port(),
-            peer_port: free_port(),
-            log_path: data_dir.with_extension("log"),
-        };
-        member.endpoint = format!("127.0.0.1:{}", member.client_port);
+        let mut member = Member::new(server, "default", data_dir, extra_args);
+        member.initial_cluster = format!("default=http://127.0.0.1:{}", member.peer_port);
         member.spawn();
         member.wait_ready();
         member
+    }
+
+    /// A member on fresh ports, not yet started.
+    fn new(server: Server, name: &str, data_dir: &Path, extra_args: &[&str]) -> Member {
+        let client_port = free_port();
+        Member {
+            child: None,
+            server,
+            endpoint: format!("127.0.0.1:{client_port}"),
+            data_dir: data_dir.to_path_buf(),
+            name: name.to_string(),
+            initial_cluster: String::new(),
+            extra_args: extra_args.iter().map(|a| a.to_string()).collect(),
+            client_port,
+            peer_port: free_port(),
+            log_path: data_dir.with_extension("log"),
+        }
     }
 
     pub fn args(&self) -> Vec<String> {
         let client = format!("http://127.0.0.1:{}", self.client_port);
         let peer = format!("http://127.0.0.1:{}", self.peer_port);
         vec![
-            "--name=default".into(),
+            format!("--name={}", self.name),
             format!("--data-dir={}", self.data_dir.display()),
             format!("--listen-client-urls={client}"),
             format!("--advertise-client-urls={client}"),
             format!("--listen-peer-urls={peer}"),
             format!("--initial-advertise-peer-urls={peer}"),
-            format!("--initial-cluster=default={peer}"),
+            format!("--initial-cluster={}", self.initial_cluster),
         ]
         .into_iter()
         .chain(self.extra_args.iter().cloned())
@@ -173,6 +184,28 @@ impl Drop for Member {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// Starts `size` members of one new cluster (token `token`) under `dir` and waits until every one
+/// serves linearizable reads.
+pub fn start_cluster(server: Server, dir: &Path, size: usize, extra_args: &[&str]) -> Vec<Member> {
+    let mut members: Vec<Member> = (1..=size)
+        .map(|i| Member::new(server, &format!("infra{i}"), &dir.join(format!("infra{i}")), extra_args))
+        .collect();
+    let initial: Vec<String> = members.iter().map(|m| format!("{}=http://127.0.0.1:{}", m.name, m.peer_port)).collect();
+    for member in &mut members {
+        member.initial_cluster = initial.join(",");
+        member.spawn();
+    }
+    for member in &mut members {
+        member.wait_ready();
+    }
+    members
+}
+
+/// The endpoints of members, comma separated, for `--endpoints`.
+pub fn endpoints(members: &[&Member]) -> String {
+    members.iter().map(|m| m.endpoint.as_str()).collect::<Vec<_>>().join(",")
 }
 
 /// What one `etcdctl` run printed.
