@@ -32,23 +32,25 @@ async fn writer(endpoint: String, id: usize, acked: Arc<Mutex<Vec<(String, Strin
     }
 }
 
-#[test]
-fn acknowledged_puts_survive_kill_9() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let mut member = Member::start(Server::Detcd, &dir.path().join("data"));
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+/// Runs `WRITERS` concurrent writers until at least `count` puts are acknowledged, calls `at_count`
+/// while they are still writing, stops them, and returns every acknowledged put.
+fn write_until(
+    runtime: &tokio::runtime::Runtime,
+    member: &mut Member,
+    count: usize,
+    at_count: impl FnOnce(&mut Member),
+) -> Vec<(String, String)> {
     let acked = Arc::new(Mutex::new(Vec::new()));
     let stop = Arc::new(AtomicBool::new(false));
     let tasks: Vec<_> = (0..WRITERS)
         .map(|id| runtime.spawn(writer(member.endpoint.clone(), id, acked.clone(), stop.clone())))
         .collect();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while acked.lock().expect("acked list").len() < ACKED_BEFORE_KILL {
-        assert!(Instant::now() < deadline, "fewer than {ACKED_BEFORE_KILL} puts acknowledged in 60 s");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while acked.lock().expect("acked list").len() < count {
+        assert!(Instant::now() < deadline, "fewer than {count} puts acknowledged in 120 s");
         std::thread::sleep(Duration::from_millis(5));
     }
-    // Kill while the writers are still writing.
-    member.kill();
+    at_count(member);
     stop.store(true, Ordering::Relaxed);
     runtime.block_on(async {
         for task in tasks {
@@ -56,7 +58,17 @@ fn acknowledged_puts_survive_kill_9() {
         }
     });
     let acked = acked.lock().expect("acked list").clone();
-    assert!(acked.len() >= ACKED_BEFORE_KILL);
+    assert!(acked.len() >= count);
+    acked
+}
+
+#[test]
+fn acknowledged_puts_survive_kill_9() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut member = Member::start(Server::Detcd, &dir.path().join("data"));
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    // Kill while the writers are still writing.
+    let acked = write_until(&runtime, &mut member, ACKED_BEFORE_KILL, Member::kill);
     member.spawn();
     member.wait_ready();
     let endpoint = member.endpoint.clone();
@@ -89,23 +101,7 @@ fn snapshots_and_log_purge_keep_every_write_across_kill_9() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut member = Member::start_with(Server::Detcd, &dir.path().join("data"), &["--snapshot-count=100"]);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
-    let acked = Arc::new(Mutex::new(Vec::new()));
-    let stop = Arc::new(AtomicBool::new(false));
-    let tasks: Vec<_> = (0..WRITERS)
-        .map(|id| runtime.spawn(writer(member.endpoint.clone(), id, acked.clone(), stop.clone())))
-        .collect();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while acked.lock().expect("acked list").len() < PUTS {
-        assert!(Instant::now() < deadline, "fewer than {PUTS} puts acknowledged in 120 s");
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    stop.store(true, Ordering::Relaxed);
-    runtime.block_on(async {
-        for task in tasks {
-            let _ = task.await;
-        }
-    });
-    let written = acked.lock().expect("acked list").len() as i64;
+    let written = write_until(&runtime, &mut member, PUTS, |_| {}).len() as i64;
     member.kill();
     member.spawn();
     member.wait_ready();
