@@ -23,6 +23,19 @@ use openraft::{AsyncRuntime, OptionalSend, TokioInstant};
 
 pub use tokio::task::spawn;
 
+/// Runs blocking work (disk I/O) off the async workers: on tokio's blocking pool, or as a plain
+/// task in the simulator, where every task runs on the one simulated thread anyway.
+pub async fn run_blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    #[cfg(madsim)]
+    let handle = tokio::task::spawn(async move { f() });
+    #[cfg(not(madsim))]
+    let handle = tokio::task::spawn_blocking(f);
+    match handle.await {
+        Ok(value) => value,
+        Err(e) => panic!("blocking task failed: {e}"),
+    }
+}
+
 /// The monotonic clock used across the node.
 pub type Instant = TokioInstant;
 

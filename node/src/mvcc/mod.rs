@@ -26,6 +26,7 @@
 //! two meta tables: the store's own (current revision, compaction revision, format) and the
 //! opaque values of the Raft layer.
 
+mod backend;
 mod batch;
 mod codec;
 mod index;
@@ -38,6 +39,7 @@ mod txn;
 #[cfg(test)]
 mod tests;
 
+pub use backend::{open_database, DiskBackend};
 pub use batch::WriteBatch;
 pub use store::Store;
 

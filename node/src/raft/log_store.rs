@@ -279,7 +279,7 @@ async fn writer_loop(wal: Wal, mut rx: mpsc::Receiver<WriteOp>, mut state: Write
         let header = state.segment_header();
         let purged = state.last_purged.map(|p| p.index);
         let mut segments = std::mem::take(&mut state.segment_last_index);
-        let (owned, result, segments) = run_blocking(move || {
+        let (owned, result, segments) = crate::runtime::run_blocking(move || {
             let result = write_batch(&mut owned, &encoded, &header, purged, &mut segments, must_sync);
             (owned, result, segments)
         })
@@ -374,13 +374,5 @@ impl WriterState {
             }
         }
         header
-    }
-}
-
-/// Runs blocking disk work off the async workers (a plain task in the simulator).
-async fn run_blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
-    match tokio::task::spawn_blocking(f).await {
-        Ok(value) => value,
-        Err(e) => panic!("WAL writer thread failed: {e}"),
     }
 }

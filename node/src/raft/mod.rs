@@ -145,12 +145,8 @@ fn initial_members(config: &Config) -> BTreeMap<u64, MemberNode> {
         .collect()
 }
 
-fn open_db(path: &Path) -> Result<redb::Database, StartError> {
-    let db_err = |reason: String| StartError::Database { path: path.to_path_buf(), reason };
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).map_err(|e| db_err(e.to_string()))?;
-    }
-    redb::Database::create(path).map_err(|e| db_err(e.to_string()))
+fn open_db(disk: &dyn Disk, path: &Path) -> Result<redb::Database, StartError> {
+    crate::mvcc::open_database(disk, path).map_err(|reason| StartError::Database { path: path.to_path_buf(), reason })
 }
 
 /// Reads the stored identity, or establishes it on first start.
@@ -194,7 +190,7 @@ pub async fn start(config: &Config, disk: Arc<dyn Disk>) -> Result<Node, StartEr
     let members = initial_members(config);
     let raft_config = raft_config(config)?;
     let db_path = db_path(&config.data_dir);
-    let db = open_db(&db_path)?;
+    let db = open_db(disk.as_ref(), &db_path)?;
     let mut store =
         Store::open(db).map_err(|e| StartError::Database { path: db_path.clone(), reason: e.to_string() })?;
     let (identity, fresh) = identity(&mut store, config, &members)?;

@@ -1,7 +1,9 @@
 //! The disk seam: the [`Disk`] and [`DiskFile`] traits and the real, std::fs-backed [`RealDisk`].
 
+use std::fmt;
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use super::StorageError;
@@ -77,6 +79,39 @@ pub trait Disk: Send + Sync + 'static {
 
     /// Makes every entry change of directory `path` durable (rule 2).
     fn sync_dir(&self, path: &Path) -> Result<(), StorageError>;
+
+    /// Opens file `path` for positional reads and writes, creating it empty if missing (the
+    /// creation is durable only after `sync_dir` of the parent, rule 2). The file is locked for
+    /// this handle: a second open of the same file, here or in another process, fails until the
+    /// handle is dropped.
+    fn open_random(&self, path: &Path) -> Result<Box<dyn RandomFile>, StorageError>;
+}
+
+/// An open file of a [`Disk`] with positional access (the database file).
+///
+/// Rule 1 of the [`Disk`] contract holds per write: every [`RandomFile::write_at`] and
+/// [`RandomFile::set_len`] since the last [`RandomFile::sync`] may, at a crash, be lost, kept, or
+/// (for a write) torn at a 512-byte sector boundary, each independently of the others.
+pub trait RandomFile: Send + Sync + fmt::Debug + 'static {
+    /// The current length of the file in bytes, durable or not.
+    fn len(&self) -> Result<u64, StorageError>;
+
+    /// Whether the file is empty.
+    fn is_empty(&self) -> Result<bool, StorageError> {
+        Ok(self.len()? == 0)
+    }
+
+    /// Fills `out` from `offset`; an error if that reaches past the end of the file.
+    fn read_at(&self, offset: u64, out: &mut [u8]) -> Result<(), StorageError>;
+
+    /// Writes all of `data` at `offset`, extending the file if needed (with zeros in any gap).
+    fn write_at(&self, offset: u64, data: &[u8]) -> Result<(), StorageError>;
+
+    /// Sets the length of the file, cutting it or extending it with zeros.
+    fn set_len(&self, len_bytes: u64) -> Result<(), StorageError>;
+
+    /// Makes every write and length change so far durable (fdatasync).
+    fn sync(&self) -> Result<(), StorageError>;
 }
 
 /// An open file of a [`Disk`], append-only.
@@ -190,6 +225,54 @@ impl Disk for RealDisk {
     fn sync_dir(&self, path: &Path) -> Result<(), StorageError> {
         let dir = File::open(path).map_err(|e| StorageError::io(path, e))?;
         dir.sync_all().map_err(|e| StorageError::io(path, e))
+    }
+
+    fn open_random(&self, path: &Path) -> Result<Box<dyn RandomFile>, StorageError> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+            .map_err(|e| StorageError::io(path, e))?;
+        match file.try_lock() {
+            Ok(()) => Ok(Box::new(RealRandomFile { file, path: path.to_path_buf() })),
+            Err(std::fs::TryLockError::WouldBlock) => Err(StorageError::io(
+                path,
+                std::io::Error::new(std::io::ErrorKind::WouldBlock, "the file is in use by another process"),
+            )),
+            Err(std::fs::TryLockError::Error(e)) => Err(StorageError::io(path, e)),
+        }
+    }
+}
+
+/// A positional file of the [`RealDisk`], locked (flock) while open.
+#[derive(Debug)]
+struct RealRandomFile {
+    file: File,
+    path: PathBuf,
+}
+
+impl RandomFile for RealRandomFile {
+    fn len(&self) -> Result<u64, StorageError> {
+        let metadata = self.file.metadata().map_err(|e| StorageError::io(&self.path, e))?;
+        Ok(metadata.len())
+    }
+
+    fn read_at(&self, offset: u64, out: &mut [u8]) -> Result<(), StorageError> {
+        self.file.read_exact_at(out, offset).map_err(|e| StorageError::io(&self.path, e))
+    }
+
+    fn write_at(&self, offset: u64, data: &[u8]) -> Result<(), StorageError> {
+        self.file.write_all_at(data, offset).map_err(|e| StorageError::io(&self.path, e))
+    }
+
+    fn set_len(&self, len_bytes: u64) -> Result<(), StorageError> {
+        self.file.set_len(len_bytes).map_err(|e| StorageError::io(&self.path, e))
+    }
+
+    fn sync(&self) -> Result<(), StorageError> {
+        self.file.sync_data().map_err(|e| StorageError::io(&self.path, e))
     }
 }
 

@@ -10,6 +10,10 @@
 //! - A directory maps names to inodes twice: the current entries, which every call sees, and the
 //!   durable entries, as of the last [`Disk::sync_dir`]. Creation, removal and rename change the
 //!   current entries only.
+//! - A file opened with [`Disk::open_random`] is positional: it keeps its durable image and the list
+//!   of writes and length changes since its last sync; at a crash each of those is kept, dropped or
+//!   (a write) torn at a 512-byte sector boundary, independently, in the order they were made.
+//!   Such a file is only used through its [`RandomFile`] handle (not appended to nor truncated).
 //! - Directories themselves are created durably ([`Disk::create_dir_all`] is durable on return by
 //!   contract) and are never removed.
 //! - [`MemDisk::crash`] is power loss: every directory with unsynced entry changes keeps them or
@@ -38,7 +42,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use super::{Disk, DiskFile, StorageError};
+use super::{Disk, DiskFile, RandomFile, StorageError};
 
 /// What a simulated power loss does to the bytes written since the last sync of each file (and
 /// to each directory's entry changes since its last `sync_dir`).
@@ -99,8 +103,78 @@ type InodeId = u64;
 
 struct Inode {
     data: Vec<u8>,
-    /// Length of the durable prefix of `data`.
+    /// Length of the durable prefix of `data` (append files).
     synced_len: usize,
+    /// For a file opened with [`Disk::open_random`]: what is durable and what is not.
+    random: Option<RandomJournal>,
+}
+
+/// The durable image of a positional file and the changes made to it since its last sync.
+#[derive(Default)]
+struct RandomJournal {
+    durable: Vec<u8>,
+    changes: Vec<Change>,
+    /// The handle holding the file's lock, if any.
+    locked_by: Option<u64>,
+}
+
+/// One unsynced change of a positional file.
+enum Change {
+    Write { offset: usize, data: Vec<u8> },
+    SetLen(usize),
+}
+
+/// A torn write keeps whole sectors: the unit a disk writes atomically.
+const SECTOR_BYTES: usize = 512;
+
+impl Change {
+    fn apply(&self, image: &mut Vec<u8>) {
+        match self {
+            Change::Write { offset, data } => write_into(image, *offset, data),
+            Change::SetLen(len) => image.resize(*len, 0),
+        }
+    }
+}
+
+fn write_into(image: &mut Vec<u8>, offset: usize, data: &[u8]) {
+    let end = offset + data.len();
+    if image.len() < end {
+        image.resize(end, 0);
+    }
+    image[offset..end].copy_from_slice(data);
+}
+
+impl RandomJournal {
+    /// Power loss: rebuilds the file from its durable image and, per `policy`, each unsynced
+    /// change kept, dropped, or (a write) torn at a sector boundary.
+    fn crash(&mut self, policy: &mut CrashPolicy<'_>) -> Vec<u8> {
+        let mut image = std::mem::take(&mut self.durable);
+        for change in self.changes.drain(..) {
+            let (size, keep_all) = match &change {
+                Change::Write { data, .. } => (data.len() as u64, data.len() as u64),
+                Change::SetLen(_) => (1, 1),
+            };
+            let kept = match policy {
+                CrashPolicy::DropUnsynced => 0,
+                CrashPolicy::KeepUnsynced => keep_all,
+                CrashPolicy::Tear { keep_bytes_of } => keep_bytes_of(size).min(size),
+            };
+            match change {
+                _ if kept == keep_all => change.apply(&mut image),
+                Change::Write { offset, data } if kept > 0 => {
+                    // Keep the sectors entirely inside the kept prefix.
+                    let cut = (offset + kept as usize) / SECTOR_BYTES * SECTOR_BYTES;
+                    if cut > offset {
+                        write_into(&mut image, offset, &data[..cut - offset]);
+                    }
+                }
+                _ => {}
+            }
+        }
+        self.locked_by = None;
+        self.durable = image.clone();
+        image
+    }
 }
 
 #[derive(Default)]
@@ -116,6 +190,8 @@ struct MemState {
     dirs: BTreeMap<PathBuf, MemDir>,
     inodes: BTreeMap<InodeId, Inode>,
     next_inode: InodeId,
+    /// Numbers positional file handles, which own their file's lock.
+    next_handle: u64,
 }
 
 /// An in-memory [`Disk`] that tracks written vs durable bytes and directory entries, and
@@ -181,6 +257,10 @@ impl MemDisk {
         }
         state.collect_garbage();
         for inode in state.inodes.values_mut() {
+            if let Some(journal) = &mut inode.random {
+                inode.data = journal.crash(&mut policy);
+                continue;
+            }
             assert!(inode.synced_len <= inode.data.len(), "durable past the end");
             let unsynced = (inode.data.len() - inode.synced_len) as u64;
             if unsynced == 0 {
@@ -233,7 +313,7 @@ impl MemDisk {
             (None, _) => {
                 let id = state.next_inode;
                 state.next_inode += 1;
-                state.inodes.insert(id, Inode { data: Vec::new(), synced_len: 0 });
+                state.inodes.insert(id, Inode { data: Vec::new(), synced_len: 0, random: None });
                 state.dir_mut(&parent)?.entries.insert(name, id);
                 id
             }
@@ -385,6 +465,123 @@ impl Disk for MemDisk {
         dir.durable = dir.entries.clone();
         state.collect_garbage();
         Ok(())
+    }
+
+    fn open_random(&self, path: &Path) -> Result<Box<dyn RandomFile>, StorageError> {
+        let handle = self.open_file(path, OpenMode::Append)?;
+        let mut state = self.lock();
+        let id = state.lookup(path)?;
+        let handle_id = state.next_handle;
+        state.next_handle += 1;
+        let inode = state.inode_mut(path, id)?;
+        if inode.random.is_none() {
+            assert_eq!(inode.synced_len, inode.data.len(), "a positional file starts out durable");
+            inode.random = Some(RandomJournal { durable: inode.data.clone(), ..RandomJournal::default() });
+        }
+        let journal = inode.random.as_mut().ok_or_else(|| io_error(path, io::ErrorKind::Other, "not positional"))?;
+        if journal.locked_by.is_some() {
+            return Err(io_error(path, io::ErrorKind::WouldBlock, "the file is in use by another process"));
+        }
+        journal.locked_by = Some(handle_id);
+        drop(handle);
+        Ok(Box::new(MemRandomFile {
+            state: Arc::clone(&self.state),
+            inode: id,
+            handle: handle_id,
+            generation: state.generation,
+            path: path.to_path_buf(),
+        }))
+    }
+}
+
+/// A positional file handle of a [`MemDisk`]; dead after a crash, unlocks its file when dropped.
+struct MemRandomFile {
+    state: Arc<Mutex<MemState>>,
+    inode: InodeId,
+    handle: u64,
+    generation: u64,
+    path: PathBuf,
+}
+
+impl fmt::Debug for MemRandomFile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MemRandomFile").field("path", &self.path).finish()
+    }
+}
+
+impl MemRandomFile {
+    fn with_file<T>(&self, f: impl FnOnce(&mut Vec<u8>, &mut RandomJournal) -> T) -> Result<T, StorageError> {
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        if state.generation != self.generation {
+            return Err(io_error(
+                &self.path,
+                io::ErrorKind::Other,
+                "stale file handle: the disk crashed since it was opened",
+            ));
+        }
+        let inode = state.inode_mut(&self.path, self.inode)?;
+        match &mut inode.random {
+            Some(journal) => Ok(f(&mut inode.data, journal)),
+            None => Err(io_error(&self.path, io::ErrorKind::Other, "not a positional file")),
+        }
+    }
+}
+
+impl Drop for MemRandomFile {
+    fn drop(&mut self) {
+        let _ = self.with_file(|_, journal| {
+            if journal.locked_by == Some(self.handle) {
+                journal.locked_by = None;
+            }
+        });
+    }
+}
+
+impl RandomFile for MemRandomFile {
+    fn len(&self) -> Result<u64, StorageError> {
+        self.with_file(|data, _| data.len() as u64)
+    }
+
+    fn read_at(&self, offset: u64, out: &mut [u8]) -> Result<(), StorageError> {
+        let path = &self.path;
+        self.with_file(|data, _| {
+            let start = usize::try_from(offset).ok().filter(|s| s.saturating_add(out.len()) <= data.len());
+            match start {
+                Some(start) => {
+                    out.copy_from_slice(&data[start..start + out.len()]);
+                    Ok(())
+                }
+                None => Err(io_error(path, io::ErrorKind::UnexpectedEof, "read past the end of the file")),
+            }
+        })?
+    }
+
+    fn write_at(&self, offset: u64, bytes: &[u8]) -> Result<(), StorageError> {
+        let offset = usize::try_from(offset)
+            .map_err(|_| io_error(&self.path, io::ErrorKind::InvalidInput, "offset too large"))?;
+        self.with_file(|data, journal| {
+            write_into(data, offset, bytes);
+            journal.changes.push(Change::Write { offset, data: bytes.to_vec() });
+        })
+    }
+
+    fn set_len(&self, len_bytes: u64) -> Result<(), StorageError> {
+        let len = usize::try_from(len_bytes)
+            .map_err(|_| io_error(&self.path, io::ErrorKind::InvalidInput, "length too large"))?;
+        self.with_file(|data, journal| {
+            data.resize(len, 0);
+            journal.changes.push(Change::SetLen(len));
+        })
+    }
+
+    fn sync(&self) -> Result<(), StorageError> {
+        self.with_file(|_, journal| {
+            let mut durable = std::mem::take(&mut journal.durable);
+            for change in journal.changes.drain(..) {
+                change.apply(&mut durable);
+            }
+            journal.durable = durable;
+        })
     }
 }
 

@@ -43,7 +43,7 @@ mod tests_crash;
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests_wal;
 
-pub use disk::{Disk, DiskFile, RealDisk};
+pub use disk::{Disk, DiskFile, RandomFile, RealDisk};
 pub use error::StorageError;
 pub use mem_disk::{CrashPolicy, MemDisk};
 pub use segment::{RECORD_BYTES_MAX, RECORD_HEADER_BYTES, SEGMENT_HEADER_BYTES};
