@@ -8,6 +8,7 @@
 pub mod api;
 pub mod config;
 pub mod mvcc;
+pub mod planted;
 pub mod raft;
 pub mod runtime;
 pub mod server;

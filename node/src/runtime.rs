@@ -23,11 +23,20 @@ use openraft::{AsyncRuntime, OptionalSend, TokioInstant};
 
 pub use tokio::task::spawn;
 
-/// Runs blocking work (disk I/O) off the async workers: on tokio's blocking pool, or as a plain
-/// task in the simulator, where every task runs on the one simulated thread anyway.
+/// How long simulated disk work takes: drawn uniformly from this range (microseconds), so that a
+/// crash can fall between a write being issued and its fsync returning.
+#[cfg(madsim)]
+const SIM_DISK_LATENCY_US: std::ops::Range<u64> = 100..1_500;
+
+/// Runs blocking work (disk I/O) off the async workers: on tokio's blocking pool, or in the
+/// simulator as a plain task that first waits a seeded disk latency.
 pub async fn run_blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
     #[cfg(madsim)]
-    let handle = tokio::task::spawn(async move { f() });
+    let handle = tokio::task::spawn(async move {
+        let span = SIM_DISK_LATENCY_US.end - SIM_DISK_LATENCY_US.start;
+        sleep(Duration::from_micros(SIM_DISK_LATENCY_US.start + random_u64() % span)).await;
+        f()
+    });
     #[cfg(not(madsim))]
     let handle = tokio::task::spawn_blocking(f);
     match handle.await {

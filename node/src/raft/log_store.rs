@@ -19,6 +19,8 @@ use openraft::{AnyError, LogState, RaftLogId, RaftLogReader, StorageIOError};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::planted::{is_planted, Bug};
+
 use super::types::{Entry, LogId, StorageError, TypeConfig, Vote};
 use crate::storage::{Disk, Wal};
 
@@ -197,6 +199,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_vote(&mut self, vote: &Vote) -> Result<(), StorageError> {
+        if is_planted(Bug::VoteNotPersisted) {
+            lock(&self.reader.cache).apply(&WalRecord::Vote(*vote));
+            return Ok(());
+        }
         self.submit_durable(WalRecord::Vote(*vote)).await
     }
 
@@ -226,6 +232,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             return Ok(());
         };
         let mut callback = Some(callback);
+        if is_planted(Bug::AckBeforeFsync) {
+            if let Some(callback) = callback.take() {
+                callback.log_io_completed(Ok(()));
+            }
+        }
         for (i, entry) in entries.into_iter().enumerate() {
             // The callback rides on the last entry: the writer completes ops in order.
             let done = if i == last { callback.take().map(Completion::Flushed) } else { None };

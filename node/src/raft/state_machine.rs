@@ -59,6 +59,14 @@ fn applied_state(store: &Store) -> Result<(Option<LogId>, StoredMembership), Sto
     Ok((applied, membership))
 }
 
+/// The planted bug [`Bug::ApplyTwiceAfterRestart`](crate::planted::Bug): records `previous` (the
+/// log id before the last applied one) as applied, so the last entry is applied a second time.
+pub(super) fn forget_last_apply(store: &mut Store, previous: LogId) -> Result<(), StorageError> {
+    let mut batch = store.write().map_err(sm_error)?;
+    batch.set_meta(META_APPLIED, &bincode::serialize(&Some(previous)).map_err(sm_error)?).map_err(sm_error)?;
+    batch.commit(true).map_err(sm_error)
+}
+
 /// openraft's state machine.
 pub struct StateMachine {
     store: SharedStore,
