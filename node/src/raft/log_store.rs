@@ -80,6 +80,20 @@ impl LogCache {
     }
 }
 
+/// A member never restarts as leader. openraft 0.9 resumes leading in the old term when the stored
+/// vote is committed; but a leader may have sent entries to its followers before its own fsync, so
+/// the tail of its log can die with it while a quorum of followers committed it. Resuming in the
+/// same term, it would then hand out those same log ids (same term, same index) to new entries,
+/// which the followers take for the ones they hold: logs diverge and acknowledged writes vanish
+/// (found by the simulator, `leader_kill_loop` seed 10). Un-committing the vote keeps its promise —
+/// no other candidate can get this member's vote in this term — and makes the member a follower
+/// that needs a new election, in a higher term, to lead again, as an etcd member does.
+fn restart_as_follower(cache: &mut LogCache) {
+    if let Some(vote) = &mut cache.vote {
+        vote.committed = false;
+    }
+}
+
 /// How the writer reports that a record is durable.
 enum Completion {
     Flushed(LogFlushed<TypeConfig>),
@@ -142,6 +156,7 @@ impl LogStore {
                 cache.apply(&record);
             }
         }
+        restart_as_follower(&mut cache);
         tracing::info!(
             entries = cache.entries.len(),
             last_log = ?cache.last_log_id(),
@@ -385,5 +400,29 @@ impl WriterState {
             }
         }
         header
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap is a failed test
+mod tests {
+    use super::*;
+    use crate::storage::MemDisk;
+
+    #[tokio::test]
+    async fn a_member_that_led_restarts_with_its_vote_uncommitted() {
+        let disk: Arc<dyn Disk> = Arc::new(MemDisk::new());
+        let dir = Path::new("/data/member/wal");
+        disk.create_dir_all(dir).unwrap();
+        let leading = Vote { leader_id: openraft::LeaderId::new(3, 7), committed: true };
+        {
+            let mut store = LogStore::open(disk.clone(), dir).unwrap();
+            store.save_vote(&leading).await.unwrap();
+            assert_eq!(store.read_vote().await.unwrap(), Some(leading));
+        }
+        let mut reopened = LogStore::open(disk, dir).unwrap();
+        let vote = reopened.read_vote().await.unwrap().unwrap();
+        assert_eq!(vote.leader_id, leading.leader_id, "the promise of term 3 is kept");
+        assert!(!vote.committed, "but it must win a new election to lead");
     }
 }

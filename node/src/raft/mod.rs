@@ -109,15 +109,21 @@ pub struct Node {
 }
 
 /// openraft's configuration from etcd's flags (the one place this conversion lives).
+///
+/// Elections: an etcd follower campaigns a random `[election, 2 * election)` after the last word
+/// from its leader. An openraft 0.9 follower that knows a leader waits `leader_lease` (=
+/// `election_timeout_max`) plus its own random draw from `[election_timeout_min,
+/// election_timeout_max)`. With `max = election` and `min` just above twice the heartbeat, that is
+/// `[election + 2 * heartbeat, 2 * election)`: etcd's window. (Setting min/max to etcd's range
+/// directly would make followers wait up to 4 election timeouts: detcd's first failover numbers.)
 fn raft_config(config: &Config) -> Result<Arc<openraft::Config>, StartError> {
     let heartbeat_ms = config.heartbeat_interval.as_millis() as u64;
     let election_ms = config.election_timeout.as_millis() as u64;
     let raft = openraft::Config {
         cluster_name: config.initial_cluster_token.clone(),
         heartbeat_interval: heartbeat_ms,
-        // etcd randomises each election timeout in [timeout, 2 * timeout).
-        election_timeout_min: election_ms,
-        election_timeout_max: election_ms * 2,
+        election_timeout_min: (2 * heartbeat_ms + 1).min(election_ms.saturating_sub(1)),
+        election_timeout_max: election_ms,
         snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(config.snapshot_count.max(1)),
         // etcd keeps this many entries after a snapshot so slow followers can catch up from the log.
         max_in_snapshot_log_to_keep: 5_000,
