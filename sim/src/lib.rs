@@ -1,0 +1,25 @@
+//! detcd-sim: the real node under the madsim simulator.
+//!
+//! Every member runs `detcd::server::run` — the binary's path: etcd flags → config → storage →
+//! raft → api — on a simulated host with its own [`MemDisk`](detcd::storage::MemDisk); only the
+//! runtime and disk seams differ from production. Clients on their own hosts speak the etcd gRPC
+//! API and record every operation; a nemesis executes a seeded chaos plan; `detcd-chaos` judges
+//! the history.
+//!
+//! - [`cluster`]: members, control host, kill/power loss/pause, partitions, status, final states.
+//! - [`client`]: workload clients and the conservative outcome classification.
+//! - [`nemesis`]: plan execution.
+//! - [`scenario`]: one seed end to end; [`scenarios`]: the named scenarios; [`checks`]: the verdict.
+//!
+//! This crate only builds with `RUSTFLAGS="--cfg madsim"`: without it there is no simulator, and
+//! it refuses to compile rather than run different code.
+
+#[cfg(not(madsim))]
+compile_error!("detcd-sim runs only in the simulator: build it with RUSTFLAGS=\"--cfg madsim\"");
+
+pub mod checks;
+pub mod client;
+pub mod cluster;
+pub mod nemesis;
+pub mod scenario;
+pub mod scenarios;
