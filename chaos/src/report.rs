@@ -491,6 +491,21 @@ pub struct CampaignRow {
     pub wall_secs: f64,
 }
 
+impl CampaignRow {
+    /// A row for `scenario` with nothing counted yet.
+    pub fn new(scenario: &str) -> Self {
+        CampaignRow {
+            scenario: scenario.to_string(),
+            seeds: 0,
+            ops: 0,
+            faults: 0,
+            violations: 0,
+            sim_secs: 0.0,
+            wall_secs: 0.0,
+        }
+    }
+}
+
 fn speed(sim_secs: f64, wall_secs: f64) -> String {
     if wall_secs > 0.0 {
         format!("{:.1}x", sim_secs / wall_secs)
@@ -519,15 +534,7 @@ pub fn campaign_markdown(rows: &[CampaignRow]) -> String {
         "| scenario | seeds | ops | faults | violations | sim s | wall s | sim/wall |\n\
          |---|---:|---:|---:|---:|---:|---:|---:|\n",
     );
-    let mut total = CampaignRow {
-        scenario: String::new(),
-        seeds: 0,
-        ops: 0,
-        faults: 0,
-        violations: 0,
-        sim_secs: 0.0,
-        wall_secs: 0.0,
-    };
+    let mut total = CampaignRow::new("");
     for row in rows {
         markdown_row(&mut out, &row.scenario.replace('|', "\\|"), row);
         total.seeds += row.seeds;

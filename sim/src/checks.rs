@@ -11,11 +11,11 @@ use detcd_chaos::linearizability::{self, Violation};
 use detcd_chaos::report;
 
 /// A member's final state: its name, the revision it was read at, and every key.
-pub type MemberState = (String, i64, Vec<KeyValue>);
+pub type FinalState = (String, i64, Vec<KeyValue>);
 
 /// Runs every check; pushes one line per failure to `violations` and returns the HTML page of the
 /// first failure that has a window of operations.
-pub fn judge(history: &History, states: &[MemberState], violations: &mut Vec<String>, title: &str) -> Option<String> {
+pub fn judge(history: &History, states: &[FinalState], violations: &mut Vec<String>, title: &str) -> Option<String> {
     let mut found: Vec<(&str, Violation)> = Vec::new();
     match linearizability::check(history) {
         Ok(summary) => {

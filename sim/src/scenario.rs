@@ -65,7 +65,7 @@ pub struct RunReport {
     /// The whole history, for dumps of failures.
     pub history: History,
     /// Every member's final state (name, revision, keys).
-    pub states: Vec<crate::checks::MemberState>,
+    pub states: Vec<crate::checks::FinalState>,
     /// Wall time spent checking the history (part of `wall_time`).
     pub check_time: Duration,
 }

@@ -352,6 +352,18 @@ impl MemState {
             .ok_or_else(|| io_error(path, io::ErrorKind::NotFound, "no such file"))
     }
 
+    /// The inode a handle opened in `generation` refers to; an error if the disk crashed since.
+    fn live_inode(&mut self, path: &Path, id: InodeId, generation: u64) -> Result<&mut Inode, StorageError> {
+        if self.generation != generation {
+            return Err(io_error(
+                path,
+                io::ErrorKind::Other,
+                "stale file handle: the disk crashed since it was opened",
+            ));
+        }
+        self.inode_mut(path, id)
+    }
+
     fn inode_mut(&mut self, path: &Path, id: InodeId) -> Result<&mut Inode, StorageError> {
         self.inodes.get_mut(&id).ok_or_else(|| io_error(path, io::ErrorKind::NotFound, "file was removed"))
     }
@@ -512,14 +524,7 @@ impl fmt::Debug for MemRandomFile {
 impl MemRandomFile {
     fn with_file<T>(&self, f: impl FnOnce(&mut Vec<u8>, &mut RandomJournal) -> T) -> Result<T, StorageError> {
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        if state.generation != self.generation {
-            return Err(io_error(
-                &self.path,
-                io::ErrorKind::Other,
-                "stale file handle: the disk crashed since it was opened",
-            ));
-        }
-        let inode = state.inode_mut(&self.path, self.inode)?;
+        let inode = state.live_inode(&self.path, self.inode, self.generation)?;
         match &mut inode.random {
             Some(journal) => Ok(f(&mut inode.data, journal)),
             None => Err(io_error(&self.path, io::ErrorKind::Other, "not a positional file")),
@@ -596,14 +601,7 @@ struct MemFile {
 impl MemFile {
     fn with_inode<T>(&self, f: impl FnOnce(&mut Inode) -> T) -> Result<T, StorageError> {
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        if state.generation != self.generation {
-            return Err(io_error(
-                &self.path,
-                io::ErrorKind::Other,
-                "stale file handle: the disk crashed since it was opened",
-            ));
-        }
-        let inode = state.inode_mut(&self.path, self.inode)?;
+        let inode = state.live_inode(&self.path, self.inode, self.generation)?;
         Ok(f(inode))
     }
 }

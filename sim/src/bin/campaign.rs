@@ -107,15 +107,7 @@ fn dump(history: &detcd_chaos::history::History) -> String {
 }
 
 fn run_scenario(scenario: &Scenario, args: &Args, rows: &mut Vec<CampaignRow>) -> (usize, Option<u64>) {
-    let mut row = CampaignRow {
-        scenario: scenario.name.to_string(),
-        seeds: 0,
-        ops: 0,
-        faults: 0,
-        violations: 0,
-        sim_secs: 0.0,
-        wall_secs: 0.0,
-    };
+    let mut row = CampaignRow::new(scenario.name);
     let (mut failed, mut caught_at) = (0, None);
     let (mut sim, mut wall) = (Duration::ZERO, Duration::ZERO);
     for k in 0..args.seeds {
