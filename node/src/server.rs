@@ -76,7 +76,7 @@ pub async fn run(
     let mut servers = Vec::new();
     for url in &config.listen_peer_urls {
         let addr = url.socket_addr()?;
-        let service = PeerService::new(node.raft.clone(), node.proposer.clone(), node.identity.cluster_id);
+        let service = PeerService::new(&node, raft::request_timeout(config));
         tracing::info!(%url, "serving peer traffic");
         servers.push(crate::runtime::spawn(serve_peers(service, addr, stop_signal(&stop_rx))));
     }

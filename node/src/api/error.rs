@@ -20,6 +20,8 @@ pub enum EtcdError {
     Compacted,
     FutureRevision,
     LeaseNotFound,
+    LeaseExists,
+    LeaseTtlTooLarge,
     RequestTooLarge,
     NoLeader,
     NotLeader,
@@ -47,6 +49,8 @@ impl EtcdError {
             Compacted => (Code::OutOfRange, "etcdserver: mvcc: required revision has been compacted"),
             FutureRevision => (Code::OutOfRange, "etcdserver: mvcc: required revision is a future revision"),
             LeaseNotFound => (Code::NotFound, "etcdserver: requested lease not found"),
+            LeaseExists => (Code::FailedPrecondition, "etcdserver: lease already exists"),
+            LeaseTtlTooLarge => (Code::OutOfRange, "etcdserver: too large lease TTL"),
             RequestTooLarge => (Code::InvalidArgument, "etcdserver: request is too large"),
             NoLeader => (Code::Unavailable, "etcdserver: no leader"),
             NotLeader => (Code::FailedPrecondition, "etcdserver: not leader"),
@@ -74,6 +78,8 @@ impl From<ApplyError> for EtcdError {
             ApplyError::FutureRevision => EtcdError::FutureRevision,
             ApplyError::KeyNotFound => EtcdError::KeyNotFound,
             ApplyError::LeaseNotFound => EtcdError::LeaseNotFound,
+            ApplyError::LeaseExists => EtcdError::LeaseExists,
+            ApplyError::LeaseTtlTooLarge => EtcdError::LeaseTtlTooLarge,
             ApplyError::Malformed => EtcdError::Corrupt,
         }
     }
@@ -85,6 +91,7 @@ impl From<MvccError> for EtcdError {
             MvccError::Compacted => EtcdError::Compacted,
             MvccError::FutureRevision => EtcdError::FutureRevision,
             MvccError::KeyNotFound => EtcdError::KeyNotFound,
+            MvccError::LeaseNotFound => EtcdError::LeaseNotFound,
             MvccError::Storage(reason) | MvccError::Corrupt(reason) => {
                 tracing::error!(%reason, "store failed while serving a read");
                 EtcdError::Corrupt

@@ -22,26 +22,6 @@ impl KvService {
     pub fn new(ctx: Arc<Context>) -> KvService {
         KvService { ctx }
     }
-
-    /// There is no lease subsystem yet, so any lease named by a write does not exist.
-    fn check_leases(&self, put: &PutRequest) -> Result<(), EtcdError> {
-        if put.lease != 0 {
-            return Err(EtcdError::LeaseNotFound);
-        }
-        Ok(())
-    }
-
-    fn check_txn_leases(&self, txn: &TxnRequest) -> Result<(), EtcdError> {
-        use detcd_proto::etcdserverpb::request_op::Request as Op;
-        for op in txn.success.iter().chain(&txn.failure) {
-            match &op.request {
-                Some(Op::RequestPut(p)) => self.check_leases(p)?,
-                Some(Op::RequestTxn(t)) => self.check_txn_leases(t)?,
-                _ => {}
-            }
-        }
-        Ok(())
-    }
 }
 
 #[tonic::async_trait]
@@ -60,7 +40,6 @@ impl Kv for KvService {
     async fn put(&self, request: Request<PutRequest>) -> Result<Response<PutResponse>, Status> {
         let req = request.into_inner();
         validate::put(&req)?;
-        self.check_leases(&req)?;
         let mut resp: PutResponse = self.ctx.propose(InternalOp::Put(req)).await?;
         resp.header = self.ctx.header(resp.header);
         Ok(Response::new(resp))
@@ -80,7 +59,6 @@ impl Kv for KvService {
     async fn txn(&self, request: Request<TxnRequest>) -> Result<Response<TxnResponse>, Status> {
         let req = request.into_inner();
         validate::txn(&req, self.ctx.max_txn_ops)?;
-        self.check_txn_leases(&req)?;
         let mut resp: TxnResponse = self.ctx.propose(InternalOp::Txn(req)).await?;
         resp.header = self.ctx.header(resp.header);
         Ok(Response::new(resp))

@@ -7,8 +7,10 @@
 mod cluster;
 pub mod error;
 mod kv;
+mod lease;
 mod maintenance;
 pub mod validate;
+mod watch;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -19,12 +21,16 @@ use detcd_proto::detcdpb::internal_request::Request as InternalOp;
 use detcd_proto::detcdpb::InternalRequest;
 use detcd_proto::etcdserverpb::cluster_server::ClusterServer;
 use detcd_proto::etcdserverpb::kv_server::KvServer;
+use detcd_proto::etcdserverpb::lease_server::LeaseServer;
 use detcd_proto::etcdserverpb::maintenance_server::MaintenanceServer;
+use detcd_proto::etcdserverpb::watch_server::WatchServer;
 use detcd_proto::etcdserverpb::ResponseHeader;
 use prost::Message;
 
 use crate::config::Config;
+use crate::lease::Lessor;
 use crate::raft::{Identity, Node, Peers, Proposer, Raft, SharedStore};
+use crate::watch::WatchHub;
 use error::EtcdError;
 
 /// gRPC allows this much beyond `--max-request-bytes` for framing, as etcd does.
@@ -36,6 +42,8 @@ pub struct Context {
     pub proposer: Proposer,
     pub peers: Peers,
     pub store: SharedStore,
+    pub lessor: Arc<Lessor>,
+    pub hub: Arc<WatchHub>,
     pub identity: Identity,
     pub max_request_bytes: u64,
     pub max_txn_ops: usize,
@@ -51,6 +59,8 @@ impl Context {
             peers: node.peers.clone(),
             raft: node.raft.clone(),
             store: node.store.clone(),
+            lessor: node.lessor.clone(),
+            hub: node.hub.clone(),
             identity: node.identity.clone(),
             max_request_bytes: config.max_request_bytes,
             max_txn_ops: config.max_txn_ops,
@@ -68,6 +78,12 @@ impl Context {
             revision,
             raft_term,
         })
+    }
+
+    /// A header at the store's current revision.
+    pub fn header_now(&self) -> Option<ResponseHeader> {
+        let revision = *self.hub.subscribe().borrow();
+        self.header(Some(ResponseHeader { revision, ..Default::default() }))
     }
 
     /// Proposes a write through Raft and decodes the applied response.
@@ -108,8 +124,12 @@ pub async fn serve(
     let kv = KvServer::new(kv::KvService::new(ctx.clone())).max_decoding_message_size(limit);
     let maintenance = MaintenanceServer::new(maintenance::MaintenanceService::new(ctx.clone()));
     let cluster = ClusterServer::new(cluster::ClusterService::new(ctx.clone()));
+    let watch = WatchServer::new(watch::WatchService::new(ctx.clone()));
+    let lease = LeaseServer::new(lease::LeaseService::new(ctx.clone()));
     tonic::transport::Server::builder()
         .add_service(kv)
+        .add_service(watch)
+        .add_service(lease)
         .add_service(maintenance)
         .add_service(cluster)
         .serve_with_shutdown(addr, shutdown)

@@ -11,6 +11,8 @@ use detcd_proto::etcdserverpb::{
     CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, PutRequest, PutResponse,
     RangeRequest, RangeResponse, TxnRequest, TxnResponse,
 };
+use detcd_proto::mvccpb::event::EventType;
+use detcd_proto::mvccpb::{Event, KeyValue};
 use redb::{Durability, Table, WriteTransaction};
 
 use super::codec::Record;
@@ -32,6 +34,10 @@ pub struct WriteBatch<'a> {
     /// The storage failure that made this batch unusable.
     poisoned: Option<MvccError>,
     committed: bool,
+    /// The changes of every successful etcd write transaction in this batch, in revision order.
+    events: Vec<Event>,
+    /// Whether a lease exists; a put naming a lease it denies fails with [`MvccError::LeaseNotFound`].
+    lease_exists: Box<dyn Fn(i64) -> bool + 'a>,
 }
 
 impl std::fmt::Debug for WriteBatch<'_> {
@@ -67,7 +73,45 @@ impl<'a> WriteBatch<'a> {
             journal: Vec::new(),
             poisoned: None,
             committed: false,
+            events: Vec::new(),
+            lease_exists: Box::new(|_| true),
         })
+    }
+
+    /// The store's revision as of this batch's writes so far.
+    pub fn revision(&self) -> i64 {
+        self.store.current_rev
+    }
+
+    /// Makes puts check their lease with `exists` (by default every lease is taken to exist: the
+    /// store itself knows nothing of leases).
+    pub fn check_leases_with(&mut self, exists: impl Fn(i64) -> bool + 'a) {
+        self.lease_exists = Box::new(exists);
+    }
+
+    /// The changes written so far by this batch's successful write transactions, oldest first:
+    /// what watchers see. A put's event carries the new key-value; a delete's carries the key and
+    /// the deleting revision only, as etcd's do.
+    pub fn events(&self) -> &[Event] {
+        &self.events
+    }
+
+    /// Takes the changes recorded so far (see [`WriteBatch::events`]).
+    pub fn take_events(&mut self) -> Vec<Event> {
+        std::mem::take(&mut self.events)
+    }
+
+    /// Removes an opaque value stored by [`WriteBatch::set_meta`], committed with the batch.
+    pub fn delete_meta(&mut self, name: &str) -> Result<(), MvccError> {
+        let result = (|| -> Result<(), MvccError> {
+            let txn = usable(&self.txn, &self.poisoned)?;
+            txn.open_table(APP_META)?.remove(name)?;
+            Ok(())
+        })();
+        if let Err(e) = &result {
+            self.poison_if_fatal(e);
+        }
+        result
     }
 
     /// etcd's Put as its own write transaction.
@@ -177,6 +221,7 @@ impl<'a> WriteBatch<'a> {
     ) -> Result<R, MvccError> {
         let mut ctx = TxnCtx::new(self.store.current_rev);
         let mark = self.journal.len();
+        let events_mark = self.events.len();
         let result = (|| {
             let txn = usable(&self.txn, &self.poisoned)?;
             let mut writer = Writer {
@@ -184,6 +229,8 @@ impl<'a> WriteBatch<'a> {
                 journal: &mut self.journal,
                 table: txn.open_table(REVISIONS)?,
                 compact_rev: self.store.compact_rev,
+                events: &mut self.events,
+                lease_exists: self.lease_exists.as_ref(),
             };
             op(&mut writer, &mut ctx)
         })();
@@ -194,6 +241,7 @@ impl<'a> WriteBatch<'a> {
                 Ok(r)
             }
             Err(e) => {
+                self.events.truncate(events_mark);
                 self.undo_op(mark, &ctx, &e);
                 Err(e)
             }
@@ -288,6 +336,8 @@ pub(super) struct Writer<'b, 't> {
     pub journal: &'b mut Vec<Undo>,
     pub table: Table<'t, u128, &'static [u8]>,
     pub compact_rev: i64,
+    pub events: &'b mut Vec<Event>,
+    pub lease_exists: &'b dyn Fn(i64) -> bool,
 }
 
 impl Writer<'_, '_> {
@@ -310,6 +360,9 @@ impl Writer<'_, '_> {
         let prev = self.latest(&req.key)?;
         if (req.ignore_value || req.ignore_lease) && prev.is_none() {
             return Err(MvccError::KeyNotFound);
+        }
+        if req.lease != 0 && !req.ignore_lease && !(self.lease_exists)(req.lease) {
+            return Err(MvccError::LeaseNotFound);
         }
         let value = match &prev {
             Some(p) if req.ignore_value => p.value.clone(),
@@ -372,6 +425,17 @@ impl Writer<'_, '_> {
         assert!(!existed, "revision {rev} was written twice");
         let entry = Entry { rev, tombstone: record.tombstone };
         self.index.push(&record.key, entry, self.journal);
+        self.events.push(event_of(record.clone()));
         Ok(())
+    }
+}
+
+/// The watch event of one stored record.
+pub(super) fn event_of(record: Record) -> Event {
+    if record.tombstone {
+        let kv = KeyValue { key: record.key, mod_revision: record.mod_revision, ..Default::default() };
+        Event { r#type: EventType::Delete as i32, kv: Some(kv), prev_kv: None }
+    } else {
+        Event { r#type: EventType::Put as i32, kv: Some(record.into_kv()), prev_kv: None }
     }
 }

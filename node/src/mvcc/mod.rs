@@ -55,6 +55,9 @@ pub enum MvccError {
     /// A put with `ignore_value` or `ignore_lease` named a key that does not exist.
     #[error("the key does not exist")]
     KeyNotFound,
+    /// A put named a lease that does not exist.
+    #[error("the lease does not exist")]
+    LeaseNotFound,
     /// The storage engine failed (I/O, a poisoned batch, a closed database).
     #[error("storage failure: {0}")]
     Storage(String),

@@ -4,10 +4,11 @@
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata};
 
 use detcd_proto::etcdserverpb::{RangeRequest, RangeResponse};
+use detcd_proto::mvccpb::Event;
 
 use super::batch::WriteBatch;
 use super::codec::Record;
-use super::index::{Entry, KeyIndex};
+use super::index::{Entry, Interval, KeyIndex};
 use super::range::{self, View};
 use super::schema::{
     decode_i64, decode_u32, Rev, APP_META, FIRST_REVISION, FORMAT_VERSION, META_COMPACT_REV, META_CURRENT_REV,
@@ -77,6 +78,60 @@ impl Store {
         let read = self.db.begin_read()?;
         let table = read.open_table(REVISIONS)?;
         range::range(&self.index, &table, self.view(), req)
+    }
+
+    /// The changes of revisions `from..=to` in revision order, as watch events (see
+    /// [`WriteBatch::events`]). `from` must be above the compaction point: compaction
+    /// removes records a watcher would need, so older revisions answer [`MvccError::Compacted`].
+    pub fn events(&self, from: i64, to: i64) -> Result<Vec<Event>, MvccError> {
+        if from <= self.compact_rev {
+            return Err(MvccError::Compacted);
+        }
+        let to = to.min(self.current_rev);
+        if from > to {
+            return Ok(Vec::new());
+        }
+        let read = self.db.begin_read()?;
+        let table = read.open_table(REVISIONS)?;
+        let mut events = Vec::new();
+        for item in table.range(Rev::new(from, 0).to_key()..Rev::new(to + 1, 0).to_key())? {
+            let (key, value) = item?;
+            let rev = Rev::from_key(key.value())?;
+            let record = Record::decode(value.value())
+                .map_err(|why| MvccError::Corrupt(format!("record at revision {rev}: {why}")))?;
+            events.push(super::batch::event_of(record));
+        }
+        Ok(events)
+    }
+
+    /// Every live key attached to a lease, with its lease: what the lessor rebuilds its
+    /// attachments from.
+    pub fn leased_keys(&self) -> Result<Vec<(Vec<u8>, i64)>, MvccError> {
+        let read = self.db.begin_read()?;
+        let table = read.open_table(REVISIONS)?;
+        let mut leased = Vec::new();
+        for (key, rev) in self.index.visible(Interval::From(b""), self.current_rev) {
+            let record = range::fetch(&table, key, rev)?;
+            if record.lease != 0 {
+                leased.push((record.key, record.lease));
+            }
+        }
+        Ok(leased)
+    }
+
+    /// Every value stored by [`WriteBatch::set_meta`] whose name starts with `prefix`.
+    pub fn meta_with_prefix(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, MvccError> {
+        let read = self.db.begin_read()?;
+        let table = read.open_table(APP_META)?;
+        let mut found = Vec::new();
+        for item in table.range(prefix..)? {
+            let (name, value) = item?;
+            if !name.value().starts_with(prefix) {
+                break;
+            }
+            found.push((name.value().to_string(), value.value().to_vec()));
+        }
+        Ok(found)
     }
 
     /// Begins one batch of writes: one redb write transaction.

@@ -75,13 +75,17 @@ impl Writer<'_, '_> {
         Ok(Plan { succeeded, ops, nested })
     }
 
-    /// etcd's `checkRequestPut`: ignore_value / ignore_lease need the key to exist beforehand.
+    /// etcd's `checkRequestPut`: ignore_value / ignore_lease need the key to exist beforehand, and a
+    /// named lease must exist.
     fn check_put(&self, op: &RequestOp) -> Result<(), MvccError> {
         match &op.request {
             Some(Request::RequestPut(p))
                 if (p.ignore_value || p.ignore_lease) && self.index.latest(&p.key).is_none() =>
             {
                 Err(MvccError::KeyNotFound)
+            }
+            Some(Request::RequestPut(p)) if p.lease != 0 && !(self.lease_exists)(p.lease) => {
+                Err(MvccError::LeaseNotFound)
             }
             _ => Ok(()),
         }

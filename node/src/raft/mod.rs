@@ -9,6 +9,7 @@
 //! flushed only after its fsync (log store); a data dir is only ever served by the identity that
 //! created it.
 
+mod leases;
 mod log_store;
 mod network;
 pub mod peer;
@@ -25,6 +26,7 @@ use openraft::storage::RaftLogStorage;
 use openraft::RaftLogReader;
 use serde::{Deserialize, Serialize};
 
+pub use leases::{lease_call, LeaseAnswer, LeaseCall};
 pub use peer::{PeerService, Peers};
 pub use proposer::{Applied, ProposeError, Proposer};
 pub use read::linearizable_barrier;
@@ -32,8 +34,10 @@ pub use state_machine::{applied_index, read_store, SharedStore};
 pub use types::{MemberNode, Raft, Request, Response};
 
 use crate::config::{ClusterState, Config};
+use crate::lease::Lessor;
 use crate::mvcc::Store;
 use crate::storage::Disk;
+use crate::watch::WatchHub;
 
 /// Where a member keeps its files below `--data-dir` (etcd's layout).
 pub fn wal_dir(data_dir: &Path) -> PathBuf {
@@ -106,6 +110,10 @@ pub struct Node {
     pub peers: Peers,
     /// The front door for writes (batches, forwards to the leader).
     pub proposer: Proposer,
+    /// The lease table, kept by apply; the leader also tracks expiry in it.
+    pub lessor: Arc<Lessor>,
+    /// The events of applied writes, for watchers.
+    pub hub: Arc<WatchHub>,
 }
 
 /// openraft's configuration from etcd's flags (the one place this conversion lives).
@@ -223,8 +231,12 @@ pub async fn start(config: &Config, disk: Arc<dyn Disk>) -> Result<Node, StartEr
             }
         }
     }
+    let lessor = Arc::new(Lessor::new(crate::lease::min_ttl(config.heartbeat_interval, config.election_timeout)));
+    state_machine::rebuild_lessor(&store, &lessor)
+        .map_err(|e| StartError::Database { path: db_path.clone(), reason: e.to_string() })?;
+    let hub = Arc::new(WatchHub::new(store.current_revision()));
     let store = Arc::new(RwLock::new(store));
-    let sm = state_machine::StateMachine::new(store.clone());
+    let sm = state_machine::StateMachine::new(store.clone(), lessor.clone(), hub.clone());
     let peers = Peers::new(identity.cluster_id, identity.member_id);
     let network = network::PeerNetwork { peers: peers.clone() };
     let raft = Raft::new(identity.member_id, raft_config, network, log, sm)
@@ -244,7 +256,14 @@ pub async fn start(config: &Config, disk: Arc<dyn Disk>) -> Result<Node, StartEr
         "member started"
     );
     let proposer = Proposer::start(raft.clone(), peers.clone(), request_timeout(config));
-    Ok(Node { raft, store, identity, members, peers, proposer })
+    crate::runtime::spawn(leases::drive(
+        raft.clone(),
+        lessor.clone(),
+        proposer.clone(),
+        config.election_timeout,
+        request_timeout(config),
+    ));
+    Ok(Node { raft, store, identity, members, peers, proposer, lessor, hub })
 }
 
 /// How long a client request may wait on Raft (etcd: 5 s plus two election timeouts).

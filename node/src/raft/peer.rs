@@ -19,6 +19,7 @@ use tonic::{Request, Response, Status};
 
 use super::proposer::{Applied, ProposeError, Proposer};
 use super::types::{Raft, TypeConfig};
+use crate::lease::Lessor;
 
 /// How long a connection attempt to a peer may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_millis(500);
@@ -44,6 +45,7 @@ pub enum Method {
     InstallSnapshot,
     Forward,
     ReadIndex,
+    Lease,
 }
 
 /// Connections to the other members, shared by openraft's network, forwarding and reads.
@@ -93,6 +95,7 @@ impl Peers {
                 Method::InstallSnapshot => client.install_snapshot(envelope).await,
                 Method::Forward => client.forward(envelope).await,
                 Method::ReadIndex => client.read_index(envelope).await,
+                Method::Lease => client.lease(envelope).await,
             }
         };
         let reply = match crate::runtime::timeout(timeout, call).await {
@@ -110,12 +113,21 @@ impl Peers {
 pub struct PeerService {
     raft: Raft,
     proposer: Proposer,
+    lessor: Arc<Lessor>,
     cluster_id: u64,
+    /// How long the leader may wait on its own Raft to answer a lease call.
+    timeout: Duration,
 }
 
 impl PeerService {
-    pub fn new(raft: Raft, proposer: Proposer, cluster_id: u64) -> PeerService {
-        PeerService { raft, proposer, cluster_id }
+    pub fn new(node: &super::Node, timeout: Duration) -> PeerService {
+        PeerService {
+            raft: node.raft.clone(),
+            proposer: node.proposer.clone(),
+            lessor: node.lessor.clone(),
+            cluster_id: node.identity.cluster_id,
+            timeout,
+        }
     }
 
     /// Checks the envelope and decodes its request.
@@ -186,6 +198,14 @@ impl Peer for PeerService {
     async fn read_index(&self, request: Request<PeerEnvelope>) -> Result<Response<PeerEnvelope>, Status> {
         let result = match self.open::<()>(request.get_ref()) {
             Ok(()) => Ok(super::read::leader_read_index(&self.raft).await),
+            Err(fault) => Err(fault),
+        };
+        self.seal(result)
+    }
+
+    async fn lease(&self, request: Request<PeerEnvelope>) -> Result<Response<PeerEnvelope>, Status> {
+        let result = match self.open::<super::leases::LeaseCall>(request.get_ref()) {
+            Ok(call) => Ok(super::leases::answer_here(&self.raft, &self.lessor, &call, self.timeout).await),
             Err(fault) => Err(fault),
         };
         self.seal(result)

@@ -16,16 +16,43 @@ use prost::Message;
 
 use detcd_proto::detcdpb::internal_request::Request as InternalOp;
 use detcd_proto::detcdpb::InternalRequest;
+use detcd_proto::etcdserverpb::request_op::Request as TxnOp;
+use detcd_proto::etcdserverpb::{
+    DeleteRangeRequest, LeaseGrantRequest, LeaseGrantResponse, LeaseRevokeRequest, LeaseRevokeResponse, RequestOp,
+    ResponseHeader, TxnRequest,
+};
 
 use super::proposer::Applied;
 use super::types::{
     ApplyError, Entry, LogId, Response, Snapshot, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
 };
+use crate::lease::{LeaseError, Lessor};
 use crate::mvcc::{MvccError, Store, WriteBatch};
+use crate::watch::WatchHub;
 
 /// Meta keys the Raft layer keeps in the MVCC store's meta table.
 const META_APPLIED: &str = "raft.applied";
 const META_MEMBERSHIP: &str = "raft.membership";
+/// Prefix of the meta keys holding granted leases: `lease.<id as 16 hex digits>` -> TTL (i64 BE).
+const META_LEASE_PREFIX: &str = "lease.";
+
+fn lease_key(id: i64) -> String {
+    format!("{META_LEASE_PREFIX}{:016x}", id as u64)
+}
+
+/// Rebuilds the lessor from what `store` holds: its granted leases and the keys attached to them.
+pub fn rebuild_lessor(store: &Store, lessor: &Lessor) -> Result<(), MvccError> {
+    let mut leases = Vec::new();
+    for (name, value) in store.meta_with_prefix(META_LEASE_PREFIX)? {
+        let id = u64::from_str_radix(&name[META_LEASE_PREFIX.len()..], 16)
+            .map_err(|_| MvccError::Corrupt(format!("lease meta key {name:?} is not a lease ID")))?;
+        let ttl: [u8; 8] =
+            value.as_slice().try_into().map_err(|_| MvccError::Corrupt(format!("lease {name:?} has a bad TTL")))?;
+        leases.push((id as i64, i64::from_be_bytes(ttl)));
+    }
+    lessor.rebuild(&leases, store.leased_keys()?);
+    Ok(())
+}
 
 /// The MVCC store shared between apply (writer) and the API (readers).
 pub type SharedStore = Arc<RwLock<Store>>;
@@ -70,11 +97,13 @@ pub(super) fn forget_last_apply(store: &mut Store, previous: LogId) -> Result<()
 /// openraft's state machine.
 pub struct StateMachine {
     store: SharedStore,
+    lessor: Arc<Lessor>,
+    hub: Arc<WatchHub>,
 }
 
 impl StateMachine {
-    pub fn new(store: SharedStore) -> StateMachine {
-        StateMachine { store }
+    pub fn new(store: SharedStore, lessor: Arc<Lessor>, hub: Arc<WatchHub>) -> StateMachine {
+        StateMachine { store, lessor, hub }
     }
 }
 
@@ -85,15 +114,66 @@ fn outcome<T: Message>(result: Result<T, MvccError>) -> Result<Applied, StorageE
         Err(MvccError::Compacted) => Ok(Err(ApplyError::Compacted)),
         Err(MvccError::FutureRevision) => Ok(Err(ApplyError::FutureRevision)),
         Err(MvccError::KeyNotFound) => Ok(Err(ApplyError::KeyNotFound)),
+        Err(MvccError::LeaseNotFound) => Ok(Err(ApplyError::LeaseNotFound)),
         Err(e @ (MvccError::Storage(_) | MvccError::Corrupt(_))) => Err(sm_error(e)),
     }
 }
 
-/// Applies one client request inside the batch.
-fn apply_request(batch: &mut WriteBatch<'_>, encoded: &[u8]) -> Result<Applied, StorageError> {
+fn revision_header(batch: &WriteBatch<'_>) -> Option<ResponseHeader> {
+    Some(ResponseHeader { revision: batch.revision(), ..Default::default() })
+}
+
+/// etcd's LeaseGrant as applied: the lessor grants, the store records it.
+fn lease_grant(batch: &mut WriteBatch<'_>, lessor: &Lessor, req: &LeaseGrantRequest) -> Result<Applied, StorageError> {
+    match lessor.grant(req.id, req.ttl) {
+        Ok(ttl) => {
+            batch.set_meta(&lease_key(req.id), &ttl.to_be_bytes()).map_err(sm_error)?;
+            let resp = LeaseGrantResponse { header: revision_header(batch), id: req.id, ttl, error: String::new() };
+            Ok(Ok(resp.encode_to_vec()))
+        }
+        Err(LeaseError::Exists) => Ok(Err(ApplyError::LeaseExists)),
+        Err(LeaseError::TtlTooLarge) => Ok(Err(ApplyError::LeaseTtlTooLarge)),
+        Err(e @ (LeaseError::NotFound | LeaseError::NotPrimary)) => Err(sm_error(format!("lease grant: {e}"))),
+    }
+}
+
+/// etcd's LeaseRevoke as applied (by a client, or by the leader at expiry): every attached key is
+/// deleted in one revision.
+fn lease_revoke(
+    batch: &mut WriteBatch<'_>,
+    lessor: &Lessor,
+    req: &LeaseRevokeRequest,
+) -> Result<Applied, StorageError> {
+    let keys = match lessor.revoke(req.id) {
+        Ok(keys) => keys,
+        Err(_) => return Ok(Err(ApplyError::LeaseNotFound)),
+    };
+    if !keys.is_empty() {
+        let success = keys
+            .into_iter()
+            .map(|key| RequestOp {
+                request: Some(TxnOp::RequestDeleteRange(DeleteRangeRequest { key, ..Default::default() })),
+            })
+            .collect();
+        batch.txn(&TxnRequest { success, ..Default::default() }).map_err(sm_error)?;
+    }
+    batch.delete_meta(&lease_key(req.id)).map_err(sm_error)?;
+    Ok(Ok(LeaseRevokeResponse { header: revision_header(batch) }.encode_to_vec()))
+}
+
+/// Applies one client request inside the batch; the lessor follows the keys it attaches and
+/// detaches.
+fn apply_request(batch: &mut WriteBatch<'_>, lessor: &Lessor, encoded: &[u8]) -> Result<Applied, StorageError> {
     let Ok(request) = InternalRequest::decode(encoded) else {
         return Ok(Err(ApplyError::Malformed));
     };
+    let mark = batch.events().len();
+    let applied = apply_op(batch, lessor, request)?;
+    lessor.apply_events(&batch.events()[mark..]);
+    Ok(applied)
+}
+
+fn apply_op(batch: &mut WriteBatch<'_>, lessor: &Lessor, request: InternalRequest) -> Result<Applied, StorageError> {
     match request.request {
         Some(InternalOp::Put(put)) => outcome(batch.put(&put)),
         Some(InternalOp::DeleteRange(del)) => outcome(batch.delete_range(&del)),
@@ -104,6 +184,8 @@ fn apply_request(batch: &mut WriteBatch<'_>, encoded: &[u8]) -> Result<Applied, 
             batch.set_meta(&key, &attrs.encode_to_vec()).map_err(sm_error)?;
             Ok(Ok(Vec::new()))
         }
+        Some(InternalOp::LeaseGrant(grant)) => lease_grant(batch, lessor, &grant),
+        Some(InternalOp::LeaseRevoke(revoke)) => lease_revoke(batch, lessor, &revoke),
         None => Ok(Err(ApplyError::Malformed)),
     }
 }
@@ -123,6 +205,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let mut store = write_store(&self.store);
         let (mut applied, mut membership) = applied_state(&store)?;
         let mut batch = store.write().map_err(sm_error)?;
+        let lessor = self.lessor.clone();
+        batch.check_leases_with(move |id| lessor.exists(id));
         let mut responses = Vec::new();
         for entry in entries {
             let log_id = *entry.get_log_id();
@@ -131,7 +215,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 EntryPayload::Blank => Response::default(),
                 EntryPayload::Normal(request) => {
                     let results: Result<Vec<Applied>, StorageError> =
-                        request.batch.iter().map(|encoded| apply_request(&mut batch, encoded)).collect();
+                        request.batch.iter().map(|encoded| apply_request(&mut batch, &self.lessor, encoded)).collect();
                     Response { results: results? }
                 }
                 EntryPayload::Membership(m) => {
@@ -144,7 +228,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         }
         batch.set_meta(META_APPLIED, &bincode::serialize(&applied).map_err(sm_error)?).map_err(sm_error)?;
         batch.set_meta(META_MEMBERSHIP, &bincode::serialize(&membership).map_err(sm_error)?).map_err(sm_error)?;
+        let events = batch.take_events();
         batch.commit(false).map_err(sm_error)?;
+        self.hub.publish(store.current_revision(), events);
         Ok(responses)
     }
 
@@ -163,6 +249,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     ) -> Result<(), StorageError> {
         let mut store = write_store(&self.store);
         store.restore(snapshot.get_ref()).map_err(sm_error)?;
+        rebuild_lessor(&store, &self.lessor).map_err(sm_error)?;
+        self.hub.reset(store.current_revision());
         let (applied, _) = applied_state(&store)?;
         if applied != meta.last_log_id {
             return Err(sm_error(format!(

@@ -43,6 +43,8 @@ pub enum ApplyError {
     FutureRevision,
     KeyNotFound,
     LeaseNotFound,
+    LeaseExists,
+    LeaseTtlTooLarge,
     /// The entry could not be decoded (never produced by a correct leader).
     Malformed,
 }

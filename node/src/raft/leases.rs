@@ -1,0 +1,171 @@
+//! Leases on the Raft side: the leader drives expiry, and lease calls that only the leader can
+//! answer (keep-alive, time-to-live) reach it from any member.
+//!
+//! The [`drive`] task follows this member's Raft role: on becoming leader it promotes the lessor
+//! (every lease restarts its clock, extended by an election timeout), on losing leadership it
+//! demotes it, and while leading it proposes a `LeaseRevoke` through Raft for every expired lease,
+//! so expiry is applied at the same revision on every member.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use detcd_proto::detcdpb::internal_request::Request as InternalOp;
+use detcd_proto::detcdpb::InternalRequest;
+use detcd_proto::etcdserverpb::LeaseRevokeRequest;
+use openraft::ServerState;
+use prost::Message;
+use serde::{Deserialize, Serialize};
+
+use super::peer::{Method, PeerFault, Peers};
+use super::proposer::{ProposeError, Proposer};
+use super::read::leader_read_index;
+use super::types::{MemberNode, Raft};
+use crate::lease::{LeaseError, Lessor, TimeToLive};
+
+/// How often the leader looks for expired leases.
+const EXPIRY_TICK: Duration = Duration::from_millis(250);
+/// Revokes proposed per tick, at most (etcd limits expiry to a rate as well).
+const REVOKES_PER_TICK: usize = 500;
+
+/// A lease call for the leader.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LeaseCall {
+    KeepAlive(i64),
+    TimeToLive { id: i64, keys: bool },
+}
+
+/// The leader's answer to a [`LeaseCall`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LeaseAnswer {
+    /// Renewed for this many seconds.
+    Renewed(i64),
+    TimeToLive {
+        remaining: i64,
+        granted: i64,
+        keys: Vec<Vec<u8>>,
+    },
+    NotFound,
+}
+
+fn try_answer(lessor: &Lessor, call: &LeaseCall) -> Result<LeaseAnswer, LeaseError> {
+    match call {
+        LeaseCall::KeepAlive(id) => lessor.renew(*id).map(LeaseAnswer::Renewed),
+        LeaseCall::TimeToLive { id, keys } => lessor
+            .time_to_live(*id, *keys)
+            .map(|TimeToLive { remaining, granted, keys }| LeaseAnswer::TimeToLive { remaining, granted, keys }),
+    }
+}
+
+/// Answers `call` on this member, which must lead. A lease the leader does not know may have been
+/// granted by an entry it committed but has not applied yet, so it catches up once before
+/// answering "not found" (etcd waits for its applied index the same way).
+pub async fn answer_here(
+    raft: &Raft,
+    lessor: &Lessor,
+    call: &LeaseCall,
+    timeout: Duration,
+) -> Result<LeaseAnswer, ProposeError> {
+    let answer = match try_answer(lessor, call) {
+        Err(LeaseError::NotFound) => {
+            let index = leader_read_index(raft).await?;
+            raft.wait(Some(timeout))
+                .applied_index_at_least(Some(index), "lease call")
+                .await
+                .map_err(|_| ProposeError::Timeout)?;
+            try_answer(lessor, call)
+        }
+        other => other,
+    };
+    match answer {
+        Ok(answer) => Ok(answer),
+        Err(LeaseError::NotFound) => Ok(LeaseAnswer::NotFound),
+        Err(LeaseError::NotPrimary | LeaseError::Exists | LeaseError::TtlTooLarge) => {
+            match raft.metrics().borrow().current_leader {
+                Some(leader) if leader != raft_id(raft) => Err(ProposeError::NotLeader { leader }),
+                _ => Err(ProposeError::NoLeader),
+            }
+        }
+    }
+}
+
+fn raft_id(raft: &Raft) -> u64 {
+    raft.metrics().borrow().id
+}
+
+/// Answers `call` on the leader, wherever it is.
+pub async fn lease_call(
+    raft: &Raft,
+    peers: &Peers,
+    lessor: &Lessor,
+    call: &LeaseCall,
+    timeout: Duration,
+) -> Result<LeaseAnswer, ProposeError> {
+    let (leader, url) = {
+        let metrics = raft.metrics();
+        let m = metrics.borrow();
+        let Some(leader) = m.current_leader else { return Err(ProposeError::NoLeader) };
+        let url =
+            m.membership_config.membership().get_node(&leader).and_then(|n: &MemberNode| n.peer_urls.first().cloned());
+        (leader, url)
+    };
+    if leader == peers.self_id {
+        return answer_here(raft, lessor, call, timeout).await;
+    }
+    let url = url.ok_or(ProposeError::NoLeader)?;
+    let reply: Result<Result<LeaseAnswer, ProposeError>, PeerFault> =
+        peers.call(leader, &url, Method::Lease, call, timeout).await;
+    match reply {
+        Ok(answer) => answer,
+        Err(PeerFault::Timeout(_)) => Err(ProposeError::Timeout),
+        Err(_) => Err(ProposeError::NoLeader),
+    }
+}
+
+/// Follows this member's role and expires leases while it leads; runs until Raft stops.
+pub async fn drive(raft: Raft, lessor: Arc<Lessor>, proposer: Proposer, extend: Duration, timeout: Duration) {
+    let mut metrics = raft.metrics();
+    let mut next_scan = crate::runtime::Instant::now();
+    loop {
+        let leading = {
+            let m = metrics.borrow_and_update();
+            if m.running_state.is_err() {
+                return;
+            }
+            m.state == ServerState::Leader
+        };
+        match (leading, lessor.is_primary()) {
+            (true, false) => {
+                tracing::info!("leading: lease clocks restart");
+                lessor.promote(extend);
+            }
+            (false, true) => lessor.demote(),
+            _ => {}
+        }
+        if leading && crate::runtime::Instant::now() >= next_scan {
+            next_scan = crate::runtime::Instant::now() + EXPIRY_TICK;
+            let expired: Vec<i64> = lessor.expired().into_iter().take(REVOKES_PER_TICK).collect();
+            if !expired.is_empty() {
+                tracing::debug!(count = expired.len(), "revoking expired leases");
+                let revokes = expired.into_iter().map(|id| {
+                    let request = InternalRequest {
+                        id: crate::runtime::random_u64(),
+                        request: Some(InternalOp::LeaseRevoke(LeaseRevokeRequest { id })),
+                    };
+                    crate::runtime::timeout(timeout, proposer.propose_here(request.encode_to_vec()))
+                });
+                futures::future::join_all(revokes).await;
+            }
+        }
+        let now = crate::runtime::Instant::now();
+        let wait = if leading { next_scan.saturating_duration_since(now) } else { EXPIRY_TICK };
+        tokio::select! {
+            biased;
+            changed = metrics.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+            }
+            () = crate::runtime::sleep(wait) => {}
+        }
+    }
+}
