@@ -16,7 +16,7 @@ use crate::history::{History, KeyValue, Operation, Outcome, Request, Response, T
 use crate::linearizability::Violation;
 
 /// The response of an acknowledged operation.
-fn acknowledged(op: &Operation) -> Option<&Response> {
+pub(crate) fn acknowledged(op: &Operation) -> Option<&Response> {
     match &op.outcome {
         Outcome::Ok(response) => Some(response),
         Outcome::Fail { .. } | Outcome::Indeterminate { .. } => None,
@@ -24,7 +24,7 @@ fn acknowledged(op: &Operation) -> Option<&Response> {
 }
 
 /// Whether the response says the operation created a new revision.
-fn created_revision(response: &Response) -> bool {
+pub(crate) fn created_revision(response: &Response) -> bool {
     match response {
         Response::Get { .. } | Response::Range { .. } => false,
         Response::Put { .. } => true,
@@ -118,15 +118,15 @@ pub fn revisions_monotonic(history: &History) -> Result<(), Violation> {
 }
 
 /// What an acknowledged write did to one key: put a value or deleted it, at a revision.
-struct Effect<'h> {
-    op: &'h Operation,
-    key: &'h str,
-    value: Option<&'h str>,
-    revision: i64,
+pub(crate) struct Effect<'h> {
+    pub(crate) op: &'h Operation,
+    pub(crate) key: &'h str,
+    pub(crate) value: Option<&'h str>,
+    pub(crate) revision: i64,
 }
 
 /// The per-key effects of acknowledged writes.
-fn effects(history: &History) -> Vec<Effect<'_>> {
+pub(crate) fn effects(history: &History) -> Vec<Effect<'_>> {
     let mut effects = Vec::new();
     for op in &history.ops {
         let Some(response) = acknowledged(op) else { continue };

@@ -41,8 +41,10 @@ use self::model::{Gaps, KeyIdx};
 use self::prepare::{LocalOp, Partition};
 use self::search::{search, Failure, Verdict};
 
+pub(crate) use self::prepare::in_range;
 pub(crate) use self::render::key_value as render_key_value;
 pub use self::render::operation_line;
+pub(crate) use self::render::seconds as render_seconds;
 
 /// Memoized states one partition's search may visit before it is declared inconclusive (unless a
 /// window of it fails, see [`WITNESS_WIDTHS`]).
