@@ -57,6 +57,23 @@ async fn publish(node_raft: raft::Raft, store: raft::SharedStore, proposer: raft
     }
 }
 
+/// How often a member checks whether it was removed from the cluster.
+const REMOVAL_CHECK: Duration = Duration::from_millis(500);
+
+/// Resolves once this member has been removed from the cluster (its applied membership no longer
+/// names it, or another member said so): it must stop serving, as etcd does.
+async fn removed(node_raft: raft::Raft, store: raft::SharedStore, peers: raft::Peers, member_id: u64) {
+    loop {
+        crate::runtime::sleep(REMOVAL_CHECK).await;
+        if peers.removed() || raft::applied_membership_excludes(&read_store(&store), member_id) {
+            return;
+        }
+        if node_raft.metrics().borrow().running_state.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
 fn stop_signal(rx: &watch::Receiver<bool>) -> impl Future<Output = ()> + Send + 'static {
     let mut rx = rx.clone();
     async move {
@@ -93,9 +110,14 @@ pub async fn run(
     let publisher = crate::runtime::spawn(publish(node.raft.clone(), node.store.clone(), node.proposer.clone(), attrs));
     let failed = {
         let watch_servers = futures::future::select_all(servers.iter_mut());
+        let removal = removed(node.raft.clone(), node.store.clone(), node.peers.clone(), node.identity.member_id);
         tokio::select! {
             biased;
             () = shutdown => None,
+            () = removal => Some(format!(
+                "member {:x} has been permanently removed from the cluster",
+                node.identity.member_id
+            )),
             (result, _, _) = watch_servers => Some(match result {
                 Ok(Ok(())) => "a server stopped unexpectedly".to_string(),
                 Ok(Err(e)) => e,

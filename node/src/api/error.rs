@@ -30,8 +30,25 @@ pub enum EtcdError {
     Stopped,
     Corrupt,
     NotCapable,
+    MemberExists,
+    PeerUrlExists,
+    MemberNotEnoughStarted,
+    MemberBadUrls,
+    MemberNotFound,
+    MemberNotLearner,
+    LearnerNotReady,
+    TooManyLearners,
     /// An etcd RPC detcd does not implement yet.
     Unimplemented,
+    /// The election recipe's `ErrElectionNotLeader` (a plain Go error: gRPC code Unknown).
+    ElectionNotLeader,
+    /// The election recipe's `ErrElectionNoLeader` (a plain Go error: gRPC code Unknown).
+    ElectionNoLeader,
+    /// v3election's `ErrMissingLeaderKey` (a plain Go error: gRPC code Unknown).
+    MissingLeaderKey,
+    /// An error as etcd's lock and election services pass it on: they call the server through
+    /// an in-process client, which keeps the message and drops the code. Holds the message.
+    Uncoded(&'static str),
 }
 
 impl EtcdError {
@@ -59,7 +76,23 @@ impl EtcdError {
             Stopped => (Code::Unavailable, "etcdserver: server stopped"),
             Corrupt => (Code::DataLoss, "etcdserver: corrupt cluster"),
             NotCapable => (Code::Unavailable, "etcdserver: not capable"),
+            MemberExists => (Code::FailedPrecondition, "etcdserver: member ID already exist"),
+            PeerUrlExists => (Code::FailedPrecondition, "etcdserver: Peer URLs already exists"),
+            MemberNotEnoughStarted => {
+                (Code::FailedPrecondition, "etcdserver: re-configuration failed due to not enough started members")
+            }
+            MemberBadUrls => (Code::InvalidArgument, "etcdserver: given member URLs are invalid"),
+            MemberNotFound => (Code::NotFound, "etcdserver: member not found"),
+            MemberNotLearner => (Code::FailedPrecondition, "etcdserver: can only promote a learner member"),
+            LearnerNotReady => {
+                (Code::FailedPrecondition, "etcdserver: can only promote a learner member which is in sync with leader")
+            }
+            TooManyLearners => (Code::FailedPrecondition, "etcdserver: too many learner members in cluster"),
             Unimplemented => (Code::Unimplemented, "detcd: this RPC is not implemented yet"),
+            ElectionNotLeader => (Code::Unknown, "election: not leader"),
+            ElectionNoLeader => (Code::Unknown, "election: no leader"),
+            MissingLeaderKey => (Code::Unknown, "\"leader\" field must be provided"),
+            Uncoded(message) => (Code::Unknown, message),
         }
     }
 }
@@ -108,6 +141,27 @@ impl From<ProposeError> for EtcdError {
             ProposeError::Stopped => EtcdError::Stopped,
             ProposeError::Refused => EtcdError::NotCapable,
             ProposeError::Timeout => EtcdError::Timeout,
+        }
+    }
+}
+
+impl From<crate::raft::membership::MembershipError> for EtcdError {
+    fn from(e: crate::raft::membership::MembershipError) -> EtcdError {
+        use crate::raft::membership::MembershipError as M;
+        match e {
+            M::MemberExists => EtcdError::MemberExists,
+            M::PeerUrlExists => EtcdError::PeerUrlExists,
+            M::NotEnoughStarted => EtcdError::MemberNotEnoughStarted,
+            M::MemberNotFound => EtcdError::MemberNotFound,
+            M::NotLearner => EtcdError::MemberNotLearner,
+            M::LearnerNotReady => EtcdError::LearnerNotReady,
+            M::TooManyLearners => EtcdError::TooManyLearners,
+            M::NoLeader => EtcdError::NoLeader,
+            M::Timeout => EtcdError::Timeout,
+            M::Failed(reason) => {
+                tracing::warn!(%reason, "membership change failed");
+                EtcdError::NotCapable
+            }
         }
     }
 }

@@ -5,9 +5,11 @@
 //! Handlers are thin: validate -> call -> map the error -> fill the header.
 
 mod cluster;
+mod election;
 pub mod error;
 mod kv;
 mod lease;
+mod lock;
 mod maintenance;
 pub mod validate;
 mod watch;
@@ -46,6 +48,8 @@ pub struct Context {
     pub hub: Arc<WatchHub>,
     pub identity: Identity,
     pub max_request_bytes: u64,
+    /// `--initial-cluster-token`: part of the ID of a member added at run time.
+    pub cluster_token: String,
     pub max_txn_ops: usize,
     /// How long a request may wait for Raft before `etcdserver: request timed out`.
     pub request_timeout: Duration,
@@ -63,6 +67,7 @@ impl Context {
             hub: node.hub.clone(),
             identity: node.identity.clone(),
             max_request_bytes: config.max_request_bytes,
+            cluster_token: config.initial_cluster_token.clone(),
             max_txn_ops: config.max_txn_ops,
             request_timeout,
         }
@@ -126,12 +131,17 @@ pub async fn serve(
     let cluster = ClusterServer::new(cluster::ClusterService::new(ctx.clone()));
     let watch = WatchServer::new(watch::WatchService::new(ctx.clone()));
     let lease = LeaseServer::new(lease::LeaseService::new(ctx.clone()));
+    let lock = detcd_proto::v3lockpb::lock_server::LockServer::new(lock::LockService::new(ctx.clone()));
+    let election =
+        detcd_proto::v3electionpb::election_server::ElectionServer::new(election::ElectionService::new(ctx.clone()));
     tonic::transport::Server::builder()
         .add_service(kv)
         .add_service(watch)
         .add_service(lease)
         .add_service(maintenance)
         .add_service(cluster)
+        .add_service(lock)
+        .add_service(election)
         .serve_with_shutdown(addr, shutdown)
         .await
         .map_err(|e| format!("client server on {addr}: {e}"))

@@ -11,6 +11,7 @@
 
 mod leases;
 mod log_store;
+pub mod membership;
 mod network;
 pub mod peer;
 mod proposer;
@@ -30,7 +31,7 @@ pub use leases::{lease_call, LeaseAnswer, LeaseCall};
 pub use peer::{PeerService, Peers};
 pub use proposer::{Applied, ProposeError, Proposer};
 pub use read::linearizable_barrier;
-pub use state_machine::{applied_index, read_store, SharedStore};
+pub use state_machine::{applied_index, applied_membership_excludes, read_store, SharedStore};
 pub use types::{MemberNode, Raft, Request, Response};
 
 use crate::config::{ClusterState, Config};
@@ -133,8 +134,9 @@ fn raft_config(config: &Config) -> Result<Arc<openraft::Config>, StartError> {
         election_timeout_min: (2 * heartbeat_ms + 1).min(election_ms.saturating_sub(1)),
         election_timeout_max: election_ms,
         snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(config.snapshot_count.max(1)),
-        // etcd keeps this many entries after a snapshot so slow followers can catch up from the log.
-        max_in_snapshot_log_to_keep: 5_000,
+        // etcd keeps 5,000 entries after a snapshot so slow followers can catch up from the log;
+        // a smaller --snapshot-count keeps that many (so small test clusters purge their logs).
+        max_in_snapshot_log_to_keep: config.snapshot_count.clamp(1, 5_000),
         ..Default::default()
     };
     raft.validate().map(Arc::new).map_err(|e| StartError::Config(e.to_string()))
@@ -165,12 +167,19 @@ fn open_db(disk: &dyn Disk, path: &Path) -> Result<redb::Database, StartError> {
 }
 
 /// Reads the stored identity, or establishes it on first start.
+fn stored_identity(store: &Store) -> Result<Option<Vec<u8>>, StartError> {
+    store.meta(META_IDENTITY).map_err(|e| StartError::Refused(e.to_string()))
+}
+
+/// Reads the stored identity, or establishes it on first start: from the initial cluster, or, for
+/// a member joining a running cluster, as `joined` (cluster ID, member ID) learnt from it.
 fn identity(
     store: &mut Store,
     config: &Config,
     members: &BTreeMap<u64, MemberNode>,
+    joined: Option<(u64, u64)>,
 ) -> Result<(Identity, bool), StartError> {
-    if let Some(bytes) = store.meta(META_IDENTITY).map_err(|e| StartError::Refused(e.to_string()))? {
+    if let Some(bytes) = stored_identity(store)? {
         let id: Identity = bincode::deserialize(&bytes)
             .map_err(|e| StartError::Refused(format!("stored member identity is unreadable: {e}")))?;
         if id.name != config.name {
@@ -178,16 +187,15 @@ fn identity(
         }
         return Ok((id, false));
     }
-    if config.initial_cluster_state == ClusterState::Existing {
-        return Err(StartError::Refused(
-            "--initial-cluster-state=existing needs a running cluster to join; detcd cannot join clusters yet"
-                .to_string(),
-        ));
-    }
-    let mine: Vec<String> = config.initial_advertise_peer_urls.iter().map(ToString::to_string).collect();
-    let member_id = compute_member_id(&mine, &config.initial_cluster_token);
-    let ids: Vec<u64> = members.keys().copied().collect();
-    let id = Identity { name: config.name.clone(), member_id, cluster_id: compute_cluster_id(&ids) };
+    let id = match joined {
+        Some((cluster_id, member_id)) => Identity { name: config.name.clone(), member_id, cluster_id },
+        None => {
+            let mine: Vec<String> = config.initial_advertise_peer_urls.iter().map(ToString::to_string).collect();
+            let member_id = compute_member_id(&mine, &config.initial_cluster_token);
+            let ids: Vec<u64> = members.keys().copied().collect();
+            Identity { name: config.name.clone(), member_id, cluster_id: compute_cluster_id(&ids) }
+        }
+    };
     let encoded = bincode::serialize(&id).map_err(|e| StartError::Refused(e.to_string()))?;
     let mut batch = store.write().map_err(|e| StartError::Refused(e.to_string()))?;
     batch.set_meta(META_IDENTITY, &encoded).map_err(|e| StartError::Refused(e.to_string()))?;
@@ -208,7 +216,20 @@ pub async fn start(config: &Config, disk: Arc<dyn Disk>) -> Result<Node, StartEr
     let db = open_db(disk.as_ref(), &db_path)?;
     let mut store =
         Store::open(db).map_err(|e| StartError::Database { path: db_path.clone(), reason: e.to_string() })?;
-    let (identity, fresh) = identity(&mut store, config, &members)?;
+    let joining = config.initial_cluster_state == ClusterState::Existing && stored_identity(&store)?.is_none();
+    let joined = if joining {
+        let mine: Vec<String> = config.initial_advertise_peer_urls.iter().map(ToString::to_string).collect();
+        let others: Vec<String> =
+            members.values().flat_map(|m| m.peer_urls.iter()).filter(|u| !mine.contains(u)).cloned().collect();
+        let found = membership::discover(&others, &mine, std::time::Duration::from_secs(5))
+            .await
+            .map_err(StartError::Refused)?;
+        tracing::info!(cluster_id = %format!("{:x}", found.0), member_id = %format!("{:x}", found.1), "joining a running cluster");
+        Some(found)
+    } else {
+        None
+    };
+    let (identity, fresh) = identity(&mut store, config, &members, joined)?;
     let mut log = log_store::LogStore::open(disk, &wal_dir(&config.data_dir))?;
     let log_state = log.get_log_state().await.map_err(|e| StartError::Raft(e.to_string()))?;
     let applied = applied_index(&store);
@@ -243,7 +264,16 @@ pub async fn start(config: &Config, disk: Arc<dyn Disk>) -> Result<Node, StartEr
         .await
         .map_err(|e| StartError::Raft(e.to_string()))?;
     let initialized = raft.is_initialized().await.map_err(|e| StartError::Raft(e.to_string()))?;
-    if !initialized {
+    if initialized && removed_from(&raft, identity.member_id) {
+        let _ = raft.shutdown().await;
+        return Err(StartError::Refused(format!(
+            "member {:x} has been permanently removed from the cluster; start it with an empty data dir after `etcdctl member add`",
+            identity.member_id
+        )));
+    }
+    if !initialized && joined.is_some() {
+        tracing::info!("waiting for the leader to replicate the cluster to this member");
+    } else if !initialized {
         if !fresh {
             tracing::warn!("data dir has an identity but no raft state; bootstrapping again");
         }
@@ -264,6 +294,14 @@ pub async fn start(config: &Config, disk: Arc<dyn Disk>) -> Result<Node, StartEr
         request_timeout(config),
     ));
     Ok(Node { raft, store, identity, members, peers, proposer, lessor, hub })
+}
+
+/// Whether this member's membership names other members but not itself.
+pub fn removed_from(raft: &Raft, member_id: u64) -> bool {
+    let metrics = raft.metrics();
+    let m = metrics.borrow();
+    let membership = m.membership_config.membership();
+    membership.nodes().next().is_some() && membership.get_node(&member_id).is_none()
 }
 
 /// How long a client request may wait on Raft (etcd: 5 s plus two election timeouts).

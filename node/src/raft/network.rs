@@ -42,7 +42,7 @@ impl PeerClient {
         match result {
             Ok(Ok(resp)) => Ok(resp),
             Ok(Err(remote)) => Err(RPCError::RemoteError(RemoteError::new(self.target, remote))),
-            Err(fault @ (PeerFault::Unreachable(..) | PeerFault::Timeout(_))) => {
+            Err(fault @ (PeerFault::Unreachable(..) | PeerFault::NotDelivered(..) | PeerFault::Timeout(_))) => {
                 Err(RPCError::Unreachable(Unreachable::new(&fault)))
             }
             Err(fault) => Err(RPCError::Network(NetworkError::new(&fault))),

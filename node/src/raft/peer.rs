@@ -6,6 +6,7 @@
 //! travel inside the payload, so this module never builds a gRPC status.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -33,8 +34,14 @@ pub enum PeerFault {
     Decode(String),
     #[error("peer {0:x} is unreachable: {1}")]
     Unreachable(u64, String),
+    /// No connection to the peer could be made, so the request was certainly not delivered.
+    #[error("cannot connect to peer {0:x}: {1}")]
+    NotDelivered(u64, String),
     #[error("peer {0:x} did not answer in time")]
     Timeout(u64),
+    /// The sender is not a member of the receiver's cluster (any more).
+    #[error("member {0:x} has been removed from the cluster")]
+    Removed(u64),
 }
 
 /// The RPCs of the peer service.
@@ -46,6 +53,8 @@ pub enum Method {
     Forward,
     ReadIndex,
     Lease,
+    Membership,
+    Join,
 }
 
 /// Connections to the other members, shared by openraft's network, forwarding and reads.
@@ -54,11 +63,23 @@ pub struct Peers {
     pub cluster_id: u64,
     pub self_id: u64,
     channels: Arc<Mutex<HashMap<u64, (String, Channel)>>>,
+    /// Set when another member answered that this one was removed from the cluster.
+    removed: Arc<AtomicBool>,
 }
 
 impl Peers {
     pub fn new(cluster_id: u64, self_id: u64) -> Peers {
-        Peers { cluster_id, self_id, channels: Arc::new(Mutex::new(HashMap::new())) }
+        Peers {
+            cluster_id,
+            self_id,
+            channels: Arc::new(Mutex::new(HashMap::new())),
+            removed: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// Whether another member told this one it has been removed from the cluster.
+    pub fn removed(&self) -> bool {
+        self.removed.load(Ordering::Relaxed)
     }
 
     fn channel(&self, target: u64, url: &str) -> Result<Channel, PeerFault> {
@@ -96,17 +117,35 @@ impl Peers {
                 Method::Forward => client.forward(envelope).await,
                 Method::ReadIndex => client.read_index(envelope).await,
                 Method::Lease => client.lease(envelope).await,
+                Method::Membership => client.membership(envelope).await,
+                Method::Join => client.join(envelope).await,
             }
         };
         let reply = match crate::runtime::timeout(timeout, call).await {
             Ok(Ok(reply)) => reply.into_inner(),
+            Ok(Err(status)) if never_connected(&status) => {
+                return Err(PeerFault::NotDelivered(target, status.message().to_string()))
+            }
             Ok(Err(status)) => return Err(PeerFault::Unreachable(target, status.message().to_string())),
             Err(_) => return Err(PeerFault::Timeout(target)),
         };
         let result: Result<Resp, PeerFault> =
             bincode::deserialize(&reply.payload).map_err(|e| PeerFault::Decode(e.to_string()))?;
+        if let Err(PeerFault::Removed(id)) = &result {
+            if *id == self.self_id {
+                self.removed.store(true, Ordering::Relaxed);
+            }
+        }
         result
     }
+}
+
+/// Whether a failed call never reached the peer: the connection itself could not be made (a lazy
+/// channel sends nothing before it connects). Anything else may have been delivered.
+fn never_connected(status: &Status) -> bool {
+    let message = status.message();
+    status.code() == tonic::Code::Unavailable
+        && (message.contains("tcp connect error") || message.contains("Connection refused"))
 }
 
 /// The server side of the peer protocol.
@@ -114,6 +153,7 @@ pub struct PeerService {
     raft: Raft,
     proposer: Proposer,
     lessor: Arc<Lessor>,
+    store: super::SharedStore,
     cluster_id: u64,
     /// How long the leader may wait on its own Raft to answer a lease call.
     timeout: Duration,
@@ -125,6 +165,7 @@ impl PeerService {
             raft: node.raft.clone(),
             proposer: node.proposer.clone(),
             lessor: node.lessor.clone(),
+            store: node.store.clone(),
             cluster_id: node.identity.cluster_id,
             timeout,
         }
@@ -142,6 +183,15 @@ impl PeerService {
             });
         }
         bincode::deserialize(&envelope.payload).map_err(|e| PeerFault::Decode(e.to_string()))
+    }
+
+    /// Whether `from` is missing from this member's (non-empty) membership: a removed member,
+    /// whose campaigns must not disturb the cluster.
+    fn is_removed(&self, from: u64) -> bool {
+        let metrics = self.raft.metrics();
+        let m = metrics.borrow();
+        let membership = m.membership_config.membership();
+        membership.nodes().next().is_some() && membership.get_node(&from).is_none()
     }
 
     fn seal<T: Serialize>(&self, result: Result<T, PeerFault>) -> Result<Response<PeerEnvelope>, Status> {
@@ -169,6 +219,7 @@ impl Peer for PeerService {
 
     async fn vote(&self, request: Request<PeerEnvelope>) -> Result<Response<PeerEnvelope>, Status> {
         let result = match self.open::<VoteReq>(request.get_ref()) {
+            Ok(_) if self.is_removed(request.get_ref().from) => Err(PeerFault::Removed(request.get_ref().from)),
             Ok(rpc) => Ok(self.raft.vote(rpc).await),
             Err(fault) => Err(fault),
         };
@@ -209,5 +260,23 @@ impl Peer for PeerService {
             Err(fault) => Err(fault),
         };
         self.seal(result)
+    }
+
+    async fn membership(&self, request: Request<PeerEnvelope>) -> Result<Response<PeerEnvelope>, Status> {
+        let result = match self.open::<super::membership::MembershipCall>(request.get_ref()) {
+            Ok(call) => {
+                let change = super::membership::change_here(&self.raft, &self.store, &call);
+                Ok(match crate::runtime::timeout(self.timeout, change).await {
+                    Ok(result) => result,
+                    Err(_) => Err(super::membership::MembershipError::Timeout),
+                })
+            }
+            Err(fault) => Err(fault),
+        };
+        self.seal(result)
+    }
+
+    async fn join(&self, _request: Request<PeerEnvelope>) -> Result<Response<PeerEnvelope>, Status> {
+        self.seal(Ok(super::membership::cluster_info(&self.raft, self.cluster_id)))
     }
 }

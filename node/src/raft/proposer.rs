@@ -92,27 +92,50 @@ struct Forwarder {
 }
 
 impl Forwarder {
-    async fn forward(&self, leader: u64, node: &MemberNode, batch: Vec<Pending>) {
+    /// Forwards `batch` to `leader`; hands it back if it certainly did not reach it (no connection
+    /// could be made), so it can go to the next leader.
+    async fn forward(&self, leader: u64, node: &MemberNode, batch: Vec<Pending>) -> Result<(), Vec<Pending>> {
         let Some(url) = node.peer_urls.first() else {
-            return fail_all(batch, ProposeError::NoLeader);
+            fail_all(batch, ProposeError::NoLeader);
+            return Ok(());
         };
-        let (encoded, replies): (Vec<Vec<u8>>, Vec<_>) = batch.into_iter().map(|p| (p.encoded, p.reply)).unzip();
+        let encoded: Vec<Vec<u8>> = batch.iter().map(|p| p.encoded.clone()).collect();
         let count = encoded.len();
         let result: Result<Vec<Result<Applied, ProposeError>>, PeerFault> =
             self.peers.call(leader, url, Method::Forward, &encoded, self.timeout).await;
-        match result {
+        let error = match result {
             Ok(results) if results.len() == count => {
-                for (reply, result) in replies.into_iter().zip(results) {
-                    let _ = reply.send(result);
+                for (pending, result) in batch.into_iter().zip(results) {
+                    let _ = pending.reply.send(result);
                 }
+                return Ok(());
             }
-            Ok(_) | Err(PeerFault::Decode(_) | PeerFault::ClusterMismatch { .. }) => {
-                replies.into_iter().for_each(|r| drop(r.send(Err(ProposeError::Refused))));
+            Err(PeerFault::NotDelivered(..)) => return Err(batch),
+            Ok(_) | Err(PeerFault::Decode(_) | PeerFault::ClusterMismatch { .. } | PeerFault::Removed(_)) => {
+                ProposeError::Refused
             }
             // The leader may have applied them: the outcome is unknown.
-            Err(PeerFault::Timeout(_) | PeerFault::Unreachable(..)) => {
-                replies.into_iter().for_each(|r| drop(r.send(Err(ProposeError::Timeout))));
-            }
+            Err(PeerFault::Timeout(_) | PeerFault::Unreachable(..)) => ProposeError::Timeout,
+        };
+        fail_all(batch, error);
+        Ok(())
+    }
+}
+
+/// Waits (until `deadline`) for a leader other than `old`; answers whether one appeared.
+async fn await_new_leader(raft: &Raft, old: u64, deadline: crate::runtime::Instant) -> bool {
+    let mut metrics = raft.metrics();
+    loop {
+        if metrics.borrow_and_update().current_leader.is_some_and(|l| l != old) {
+            return true;
+        }
+        let remaining = deadline.saturating_duration_since(crate::runtime::Instant::now());
+        if remaining.is_zero() {
+            return false;
+        }
+        match crate::runtime::timeout(remaining, metrics.changed()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) | Err(_) => return false,
         }
     }
 }
@@ -148,29 +171,40 @@ async fn batch_loop(raft: Raft, forwarder: Forwarder, mut rx: mpsc::Receiver<Pen
 }
 
 /// Proposes one batch as one entry and hands each request its own outcome; on a follower the
-/// batch goes to the leader instead.
+/// batch goes to the leader instead. A batch that could not even reach a (dead) leader waits for
+/// the next one, within the forwarding timeout, as etcd's followers do.
 async fn propose_batch(raft: &Raft, forwarder: &Forwarder, batch: Vec<Pending>) {
-    let encoded: Vec<Vec<u8>> = batch.iter().map(|p| p.encoded.clone()).collect();
-    let count = encoded.len();
-    match raft.client_write(Request { batch: encoded }).await {
-        Ok(written) => {
-            let results = written.data.results;
-            assert_eq!(results.len(), count, "an applied batch yields one result per request");
-            for (pending, result) in batch.into_iter().zip(results) {
-                let _ = pending.reply.send(Ok(result));
-            }
-        }
-        Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => match (f.leader_id, f.leader_node) {
-            (Some(leader), Some(node)) => {
-                let (forward, refuse): (Vec<_>, Vec<_>) = batch.into_iter().partition(|p| p.forwardable);
-                fail_all(refuse, ProposeError::NotLeader { leader });
-                if !forward.is_empty() {
-                    forwarder.forward(leader, &node, forward).await;
+    let deadline = crate::runtime::Instant::now() + forwarder.timeout;
+    let mut batch = batch;
+    loop {
+        let encoded: Vec<Vec<u8>> = batch.iter().map(|p| p.encoded.clone()).collect();
+        let count = encoded.len();
+        match raft.client_write(Request { batch: encoded }).await {
+            Ok(written) => {
+                let results = written.data.results;
+                assert_eq!(results.len(), count, "an applied batch yields one result per request");
+                for (pending, result) in batch.into_iter().zip(results) {
+                    let _ = pending.reply.send(Ok(result));
                 }
+                return;
             }
-            _ => fail_all(batch, ProposeError::NoLeader),
-        },
-        Err(e) => fail_all(batch, propose_error(&e)),
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => match (f.leader_id, f.leader_node) {
+                (Some(leader), Some(node)) => {
+                    let (forward, refuse): (Vec<_>, Vec<_>) = batch.into_iter().partition(|p| p.forwardable);
+                    fail_all(refuse, ProposeError::NotLeader { leader });
+                    if forward.is_empty() {
+                        return;
+                    }
+                    match forwarder.forward(leader, &node, forward).await {
+                        Ok(()) => return,
+                        Err(undelivered) if await_new_leader(raft, leader, deadline).await => batch = undelivered,
+                        Err(undelivered) => return fail_all(undelivered, ProposeError::NoLeader),
+                    }
+                }
+                _ => return fail_all(batch, ProposeError::NoLeader),
+            },
+            Err(e) => return fail_all(batch, propose_error(&e)),
+        }
     }
 }
 

@@ -86,6 +86,18 @@ fn applied_state(store: &Store) -> Result<(Option<LogId>, StoredMembership), Sto
     Ok((applied, membership))
 }
 
+/// Whether the applied (so committed) membership names other members but not `member_id`: this
+/// member was removed from the cluster.
+pub fn applied_membership_excludes(store: &Store, member_id: u64) -> bool {
+    match applied_state(store) {
+        Ok((_, membership)) => {
+            let membership = membership.membership();
+            membership.nodes().next().is_some() && membership.get_node(&member_id).is_none()
+        }
+        Err(_) => false,
+    }
+}
+
 /// The planted bug [`Bug::ApplyTwiceAfterRestart`](crate::planted::Bug): records `previous` (the
 /// log id before the last applied one) as applied, so the last entry is applied a second time.
 pub(super) fn forget_last_apply(store: &mut Store, previous: LogId) -> Result<(), StorageError> {

@@ -73,7 +73,7 @@ impl Member {
     }
 
     /// A member on fresh ports, not yet started.
-    fn new(server: Server, name: &str, data_dir: &Path, extra_args: &[&str]) -> Member {
+    pub fn new(server: Server, name: &str, data_dir: &Path, extra_args: &[&str]) -> Member {
         let client_port = free_port();
         Member {
             child: None,
@@ -173,6 +173,19 @@ impl Member {
         self.kill();
         self.spawn();
         self.wait_ready();
+    }
+
+    /// Waits (bounded) for the process to exit by itself; answers whether it did.
+    pub fn exits_within(&mut self, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if let Some(Ok(Some(_))) = self.child.as_mut().map(Child::try_wait) {
+                self.child = None;
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        false
     }
 
     pub fn pid(&self) -> Option<u32> {
