@@ -74,6 +74,21 @@ async fn removed(node_raft: raft::Raft, store: raft::SharedStore, peers: raft::P
     }
 }
 
+/// A leader that is asked to stop first hands leadership to its most caught-up voter, so the
+/// cluster does not wait out an election timeout (etcd does the same on SIGTERM).
+async fn hand_over_leadership(node: &Node, config: &Config) {
+    let Some(target) = raft::transfer::best_transferee(&node.raft) else { return };
+    let leading = node.raft.metrics().borrow().current_leader == Some(node.identity.member_id);
+    if !leading {
+        return;
+    }
+    let timeout = 3 * config.election_timeout;
+    match raft::transfer::transfer_leadership(&node.raft, &node.peers, target, config.election_timeout, timeout).await {
+        Ok(()) => tracing::info!(to = %format!("{target:x}"), "handed leadership over"),
+        Err(e) => tracing::warn!(error = %e, "could not hand leadership over"),
+    }
+}
+
 fn stop_signal(rx: &watch::Receiver<bool>) -> impl Future<Output = ()> + Send + 'static {
     let mut rx = rx.clone();
     async move {
@@ -126,6 +141,9 @@ pub async fn run(
         }
     };
     tracing::info!("shutting down");
+    if failed.is_none() {
+        hand_over_leadership(&node, config).await;
+    }
     publisher.abort();
     let _ = stop_tx.send(true);
     for server in servers {

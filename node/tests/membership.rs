@@ -219,3 +219,27 @@ fn bad_membership_changes_get_etcd_errors() {
     );
     put(&members[2], "still", "writable");
 }
+
+#[test]
+fn move_leader_and_sigterm_hand_leadership_over() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut members = start_cluster(Server::Detcd, dir.path(), 3, &[]);
+    let all: Vec<&Member> = members.iter().collect();
+    let eps = endpoints(&all);
+    let (_, leader) = ids(&members[0]);
+    let target = members.iter().map(|m| ids(m).0).find(|id| *id != leader).expect("a follower");
+    let out = etcdctl(&eps, &["move-leader", &format!("{target:x}")], None);
+    assert_eq!(out.stdout, format!("Leadership transferred from {leader:x} to {target:x}\n"), "{out:?}");
+    assert!(members.iter().all(|m| ids(m).1 == target), "every member follows the transferee");
+    let bad = etcdctl(&eps, &["move-leader", "1234"], None);
+    assert_eq!(bad.stderr.lines().last(), Some("Error: etcdserver: bad leader transferee"));
+
+    // SIGTERM on the leader: it hands over before it stops, and exits cleanly.
+    let at = members.iter().position(|m| ids(m).0 == target).expect("the new leader");
+    assert!(members[at].terminate(), "the leader did not stop cleanly:\n{}", members[at].log());
+    assert!(members[at].log().contains("handed leadership over"), "{}", members[at].log());
+    let rest: Vec<usize> = (0..3).filter(|&i| i != at).collect();
+    let (_, next) = ids(&members[rest[0]]);
+    assert!(next != 0 && next != target, "a new leader right after the hand-over");
+    put(&members[rest[1]], "after-handover", "ok");
+}

@@ -30,6 +30,8 @@ pub enum EtcdError {
     Stopped,
     Corrupt,
     NotCapable,
+    BadLeaderTransferee,
+    LeaderTransferTimeout,
     MemberExists,
     PeerUrlExists,
     MemberNotEnoughStarted,
@@ -76,6 +78,10 @@ impl EtcdError {
             Stopped => (Code::Unavailable, "etcdserver: server stopped"),
             Corrupt => (Code::DataLoss, "etcdserver: corrupt cluster"),
             NotCapable => (Code::Unavailable, "etcdserver: not capable"),
+            BadLeaderTransferee => (Code::FailedPrecondition, "etcdserver: bad leader transferee"),
+            LeaderTransferTimeout => {
+                (Code::Unavailable, "etcdserver: request timed out, leader transfer took too long")
+            }
             MemberExists => (Code::FailedPrecondition, "etcdserver: member ID already exist"),
             PeerUrlExists => (Code::FailedPrecondition, "etcdserver: Peer URLs already exists"),
             MemberNotEnoughStarted => {

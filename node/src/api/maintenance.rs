@@ -81,7 +81,15 @@ impl Maintenance for MaintenanceService {
         Err(EtcdError::Unimplemented.into())
     }
 
-    async fn move_leader(&self, _request: Request<MoveLeaderRequest>) -> Result<Response<MoveLeaderResponse>, Status> {
-        Err(EtcdError::Unimplemented.into())
+    async fn move_leader(&self, request: Request<MoveLeaderRequest>) -> Result<Response<MoveLeaderResponse>, Status> {
+        use crate::raft::transfer::{transfer_leadership, TransferError};
+        let target = request.into_inner().target_id;
+        let ctx = &self.ctx;
+        match transfer_leadership(&ctx.raft, &ctx.peers, target, ctx.election_timeout, ctx.request_timeout).await {
+            Ok(()) => Ok(Response::new(MoveLeaderResponse { header: ctx.header_now() })),
+            Err(TransferError::NotLeader) => Err(EtcdError::NotLeader.into()),
+            Err(TransferError::BadTransferee) => Err(EtcdError::BadLeaderTransferee.into()),
+            Err(TransferError::Timeout) => Err(EtcdError::LeaderTransferTimeout.into()),
+        }
     }
 }

@@ -53,6 +53,8 @@ pub struct Context {
     pub max_txn_ops: usize,
     /// How long a request may wait for Raft before `etcdserver: request timed out`.
     pub request_timeout: Duration,
+    /// `--election-timeout`: the followers' leader lease.
+    pub election_timeout: Duration,
 }
 
 impl Context {
@@ -70,6 +72,7 @@ impl Context {
             cluster_token: config.initial_cluster_token.clone(),
             max_txn_ops: config.max_txn_ops,
             request_timeout,
+            election_timeout: config.election_timeout,
         }
     }
 

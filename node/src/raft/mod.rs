@@ -17,6 +17,7 @@ pub mod peer;
 mod proposer;
 mod read;
 mod state_machine;
+pub mod transfer;
 pub mod types;
 
 use std::collections::BTreeMap;

@@ -55,6 +55,7 @@ pub enum Method {
     Lease,
     Membership,
     Join,
+    CampaignAfter,
 }
 
 /// Connections to the other members, shared by openraft's network, forwarding and reads.
@@ -119,6 +120,7 @@ impl Peers {
                 Method::Lease => client.lease(envelope).await,
                 Method::Membership => client.membership(envelope).await,
                 Method::Join => client.join(envelope).await,
+                Method::CampaignAfter => client.campaign_after(envelope).await,
             }
         };
         let reply = match crate::runtime::timeout(timeout, call).await {
@@ -278,5 +280,16 @@ impl Peer for PeerService {
 
     async fn join(&self, _request: Request<PeerEnvelope>) -> Result<Response<PeerEnvelope>, Status> {
         self.seal(Ok(super::membership::cluster_info(&self.raft, self.cluster_id)))
+    }
+
+    async fn campaign_after(&self, request: Request<PeerEnvelope>) -> Result<Response<PeerEnvelope>, Status> {
+        let result = match self.open::<super::transfer::CampaignAfter>(request.get_ref()) {
+            Ok(after) => {
+                super::transfer::campaign_after(&self.raft, after);
+                Ok(())
+            }
+            Err(fault) => Err(fault),
+        };
+        self.seal(result)
     }
 }
