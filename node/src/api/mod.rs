@@ -43,6 +43,7 @@ pub struct Context {
     pub raft: Raft,
     pub proposer: Proposer,
     pub peers: Peers,
+    pub reads: crate::raft::ReadIndex,
     pub store: SharedStore,
     pub lessor: Arc<Lessor>,
     pub hub: Arc<WatchHub>,
@@ -63,6 +64,7 @@ impl Context {
         Context {
             proposer: node.proposer.clone(),
             peers: node.peers.clone(),
+            reads: node.reads.clone(),
             raft: node.raft.clone(),
             store: node.store.clone(),
             lessor: node.lessor.clone(),
@@ -111,7 +113,7 @@ impl Context {
 
     /// Waits until this member may serve a linearizable read (read index confirmed and applied).
     pub async fn linearizable_read(&self) -> Result<(), EtcdError> {
-        let barrier = crate::raft::linearizable_barrier(&self.raft, &self.peers, self.request_timeout);
+        let barrier = self.reads.barrier();
         match crate::runtime::timeout(self.request_timeout, barrier).await {
             Ok(result) => result.map_err(EtcdError::from),
             Err(_) => Err(EtcdError::Timeout),

@@ -31,7 +31,7 @@ use serde::{Deserialize, Serialize};
 pub use leases::{lease_call, LeaseAnswer, LeaseCall};
 pub use peer::{PeerService, Peers};
 pub use proposer::{Applied, ProposeError, Proposer};
-pub use read::linearizable_barrier;
+pub use read::ReadIndex;
 pub use state_machine::{applied_index, applied_membership_excludes, read_store, SharedStore};
 pub use types::{MemberNode, Raft, Request, Response};
 
@@ -116,6 +116,8 @@ pub struct Node {
     pub lessor: Arc<Lessor>,
     /// The events of applied writes, for watchers.
     pub hub: Arc<WatchHub>,
+    /// Linearizable reads, sharing read-index confirmations.
+    pub reads: ReadIndex,
 }
 
 /// openraft's configuration from etcd's flags (the one place this conversion lives).
@@ -294,7 +296,8 @@ pub async fn start(config: &Config, disk: Arc<dyn Disk>) -> Result<Node, StartEr
         config.election_timeout,
         request_timeout(config),
     ));
-    Ok(Node { raft, store, identity, members, peers, proposer, lessor, hub })
+    let reads = ReadIndex::new(raft.clone(), peers.clone(), request_timeout(config));
+    Ok(Node { raft, store, identity, members, peers, proposer, lessor, hub, reads })
 }
 
 /// Whether this member's membership names other members but not itself.

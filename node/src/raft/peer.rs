@@ -156,6 +156,7 @@ pub struct PeerService {
     proposer: Proposer,
     lessor: Arc<Lessor>,
     store: super::SharedStore,
+    reads: super::ReadIndex,
     cluster_id: u64,
     /// How long the leader may wait on its own Raft to answer a lease call.
     timeout: Duration,
@@ -168,6 +169,7 @@ impl PeerService {
             proposer: node.proposer.clone(),
             lessor: node.lessor.clone(),
             store: node.store.clone(),
+            reads: node.reads.clone(),
             cluster_id: node.identity.cluster_id,
             timeout,
         }
@@ -250,7 +252,7 @@ impl Peer for PeerService {
 
     async fn read_index(&self, request: Request<PeerEnvelope>) -> Result<Response<PeerEnvelope>, Status> {
         let result = match self.open::<()>(request.get_ref()) {
-            Ok(()) => Ok(super::read::leader_read_index(&self.raft).await),
+            Ok(()) => Ok(self.reads.for_follower().await),
             Err(fault) => Err(fault),
         };
         self.seal(result)
