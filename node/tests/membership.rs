@@ -243,3 +243,29 @@ fn move_leader_and_sigterm_hand_leadership_over() {
     assert!(next != 0 && next != target, "a new leader right after the hand-over");
     put(&members[rest[1]], "after-handover", "ok");
 }
+
+#[test]
+fn a_member_of_another_cluster_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let members = start_cluster(Server::Detcd, dir.path(), 3, &[]);
+    put(&members[0], "k", "before");
+    let (_, leader) = ids(&members[0]);
+    // Same peers, another token: another cluster ID, so the members refuse to deal with it.
+    let mut rogue = Member::new(Server::Detcd, "rogue", &dir.path().join("rogue"), &["--initial-cluster-token=other"]);
+    let mut initial: Vec<String> =
+        members.iter().map(|m| format!("{}=http://127.0.0.1:{}", m.name, m.peer_port)).collect();
+    initial.push(format!("rogue=http://127.0.0.1:{}", rogue.peer_port));
+    rogue.initial_cluster = initial.join(",");
+    rogue.spawn();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !rogue.log().contains("a peer refuses this member") {
+        assert!(Instant::now() < deadline, "no clear refusal in the rogue's log:\n{}", rogue.log());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(rogue.log().contains("belongs to cluster"), "{}", rogue.log());
+    assert!(members[1].log().contains("refusing a peer of another cluster"), "{}", members[1].log());
+    assert_eq!(ids(&members[2]).1, leader, "the cluster kept its leader");
+    put(&members[1], "k", "after");
+    let got = etcdctl(&rogue.endpoint, &["--command-timeout=2s", "put", "x", "y"], None);
+    assert_ne!(got.code, 0, "the rogue has no quorum and must not accept writes: {got:?}");
+}

@@ -133,10 +133,12 @@ impl Peers {
         };
         let result: Result<Resp, PeerFault> =
             bincode::deserialize(&reply.payload).map_err(|e| PeerFault::Decode(e.to_string()))?;
-        if let Err(PeerFault::Removed(id)) = &result {
-            if *id == self.self_id {
-                self.removed.store(true, Ordering::Relaxed);
+        match &result {
+            Err(PeerFault::Removed(id)) if *id == self.self_id => self.removed.store(true, Ordering::Relaxed),
+            Err(fault @ PeerFault::ClusterMismatch { .. }) => {
+                tracing::error!(%fault, "a peer refuses this member: check --initial-cluster and --initial-cluster-token");
             }
+            _ => {}
         }
         result
     }
