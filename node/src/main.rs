@@ -1,6 +1,7 @@
 //! The `detcd` binary: parse etcd's flags, run a member, stop cleanly on SIGTERM or SIGINT.
 
 use std::collections::BTreeMap;
+use std::io::Write;
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -12,11 +13,12 @@ fn main() -> ExitCode {
     let config = match config::parse(std::env::args().skip(1), &env) {
         Ok(Command::Run(config)) => config,
         Ok(Command::Version) => {
-            println!("detcd Version: {DETCD_VERSION}\netcd API Version: {ETCD_COMPAT_VERSION}");
+            // A closed stdout (`detcd --version | head -1`) is not an error worth a panic.
+            let _ = writeln!(std::io::stdout(), "detcd Version: {DETCD_VERSION}\netcd API Version: {ETCD_COMPAT_VERSION}");
             return ExitCode::SUCCESS;
         }
         Ok(Command::Help) => {
-            print!("{}", config::usage());
+            let _ = write!(std::io::stdout(), "{}", config::usage());
             return ExitCode::SUCCESS;
         }
         Err(e) => {
