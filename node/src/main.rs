@@ -14,7 +14,8 @@ fn main() -> ExitCode {
         Ok(Command::Run(config)) => config,
         Ok(Command::Version) => {
             // A closed stdout (`detcd --version | head -1`) is not an error worth a panic.
-            let _ = writeln!(std::io::stdout(), "detcd Version: {DETCD_VERSION}\netcd API Version: {ETCD_COMPAT_VERSION}");
+            let _ =
+                writeln!(std::io::stdout(), "detcd Version: {DETCD_VERSION}\netcd API Version: {ETCD_COMPAT_VERSION}");
             return ExitCode::SUCCESS;
         }
         Ok(Command::Help) => {
