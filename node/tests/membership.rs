@@ -112,7 +112,7 @@ fn scale_three_to_five_to_three_with_writes_throughout() {
     let promoted = retry_until_ok("member promote", || {
         etcdctl(&members[0].endpoint, &["member", "promote", &format!("{id4:x}")], None)
     });
-    assert!(promoted.stdout.contains(&format!("Member {id4:x} promoted in cluster")), "{}", promoted.stdout);
+    assert!(promoted.stdout.contains(&format!("Member {id4:16x} promoted in cluster")), "{}", promoted.stdout);
     assert!(member_list(&infra4).contains(&(id4, "infra4".to_string(), false)));
 
     // A fifth member joins as a voter.
@@ -139,7 +139,7 @@ fn scale_three_to_five_to_three_with_writes_throughout() {
     for gone in [leader_at, other] {
         let id = ids(&members[gone]).0;
         let out = etcdctl(&members[stay[0]].endpoint, &["member", "remove", &format!("{id:x}")], None);
-        assert!(out.stdout.contains(&format!("Member {id:x} removed from cluster")), "{out:?}");
+        assert!(out.stdout.contains(&format!("Member {id:16x} removed from cluster")), "{out:?}");
         assert!(members[gone].exits_within(Duration::from_secs(10)), "a removed member keeps running");
         assert!(members[gone].log().contains("has been permanently removed from the cluster"));
         retry_until_ok("a write after a removal", || {

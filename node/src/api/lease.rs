@@ -44,7 +44,9 @@ pub(super) fn channel_stream<T: Send + 'static>(rx: mpsc::Receiver<Result<T, Sta
 }
 
 async fn call(ctx: &Context, call: LeaseCall) -> Result<LeaseAnswer, EtcdError> {
-    lease_call(&ctx.raft, &ctx.peers, &ctx.lessor, &call, ctx.request_timeout).await.map_err(EtcdError::from)
+    lease_call(&ctx.raft, &ctx.reads, &ctx.peers, &ctx.lessor, &call, ctx.request_timeout)
+        .await
+        .map_err(EtcdError::from)
 }
 
 /// Answers the keep-alives of one stream, in order, until the client closes it or an error ends it.

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use super::peer::{Method, PeerFault, Peers};
 use super::proposer::{ProposeError, Proposer};
-use super::read::leader_read_index;
+use super::read::ReadIndex;
 use super::types::{MemberNode, Raft};
 use crate::lease::{LeaseError, Lessor, TimeToLive};
 
@@ -56,18 +56,26 @@ fn try_answer(lessor: &Lessor, call: &LeaseCall) -> Result<LeaseAnswer, LeaseErr
     }
 }
 
-/// Answers `call` on this member, which must lead. A lease the leader does not know may have been
-/// granted by an entry it committed but has not applied yet, so it catches up once before
-/// answering "not found" (etcd waits for its applied index the same way).
+/// Answers `call` on this member, which must lead.
+///
+/// Leadership is confirmed by a quorum first: openraft 0.9 has no check-quorum, so a leader cut off
+/// from the others keeps believing it leads, and a renewal it granted would let the client trust a
+/// lease that the real leader expires on its own clock. Confirmed at time c, this member was leader
+/// then, and no other can be elected before the voters' leader leases (an election timeout after
+/// c) run out; the new leader then restarts every lease at its full TTL plus an election timeout,
+/// which outlasts a renewal made right after c. The confirmation also covers a grant the leader
+/// committed but has not applied yet: it waits until it applied that far before answering "not
+/// found" (etcd waits for its applied index the same way).
 pub async fn answer_here(
     raft: &Raft,
+    reads: &ReadIndex,
     lessor: &Lessor,
     call: &LeaseCall,
     timeout: Duration,
 ) -> Result<LeaseAnswer, ProposeError> {
+    let index = reads.leader_index().await?;
     let answer = match try_answer(lessor, call) {
         Err(LeaseError::NotFound) => {
-            let index = leader_read_index(raft).await?;
             raft.wait(Some(timeout))
                 .applied_index_at_least(Some(index), "lease call")
                 .await
@@ -95,6 +103,7 @@ fn raft_id(raft: &Raft) -> u64 {
 /// Answers `call` on the leader, wherever it is.
 pub async fn lease_call(
     raft: &Raft,
+    reads: &ReadIndex,
     peers: &Peers,
     lessor: &Lessor,
     call: &LeaseCall,
@@ -109,7 +118,7 @@ pub async fn lease_call(
         (leader, url)
     };
     if leader == peers.self_id {
-        return answer_here(raft, lessor, call, timeout).await;
+        return answer_here(raft, reads, lessor, call, timeout).await;
     }
     let url = url.ok_or(ProposeError::NoLeader)?;
     let reply: Result<Result<LeaseAnswer, ProposeError>, PeerFault> =

@@ -254,7 +254,7 @@ impl Peer for PeerService {
 
     async fn read_index(&self, request: Request<PeerEnvelope>) -> Result<Response<PeerEnvelope>, Status> {
         let result = match self.open::<()>(request.get_ref()) {
-            Ok(()) => Ok(self.reads.for_follower().await),
+            Ok(()) => Ok(self.reads.leader_index().await),
             Err(fault) => Err(fault),
         };
         self.seal(result)
@@ -262,7 +262,9 @@ impl Peer for PeerService {
 
     async fn lease(&self, request: Request<PeerEnvelope>) -> Result<Response<PeerEnvelope>, Status> {
         let result = match self.open::<super::leases::LeaseCall>(request.get_ref()) {
-            Ok(call) => Ok(super::leases::answer_here(&self.raft, &self.lessor, &call, self.timeout).await),
+            Ok(call) => {
+                Ok(super::leases::answer_here(&self.raft, &self.reads, &self.lessor, &call, self.timeout).await)
+            }
             Err(fault) => Err(fault),
         };
         self.seal(result)

@@ -95,13 +95,13 @@ pub struct ReadIndex {
     timeout: Duration,
     /// Reads served here (on the leader: confirmed here; on a follower: asked of the leader).
     local: Batcher,
-    /// Followers' read-index requests, on the leader.
-    for_followers: Batcher,
+    /// Quorum confirmations asked of the leader itself (followers' reads, lease renewals).
+    on_leader: Batcher,
 }
 
 impl ReadIndex {
     pub fn new(raft: Raft, peers: Peers, timeout: Duration) -> ReadIndex {
-        ReadIndex { raft, peers, timeout, local: Batcher::default(), for_followers: Batcher::default() }
+        ReadIndex { raft, peers, timeout, local: Batcher::default(), on_leader: Batcher::default() }
     }
 
     /// Waits until this member may serve a linearizable read.
@@ -126,10 +126,11 @@ impl ReadIndex {
             .map_err(|_| ProposeError::Timeout)
     }
 
-    /// On the leader: a read index for a follower's read.
-    pub async fn for_follower(&self) -> IndexResult {
+    /// On the leader: a read index confirmed by a quorum after this call began (shared with
+    /// concurrent callers). Fails on a member that is not, or is no longer, the leader.
+    pub async fn leader_index(&self) -> IndexResult {
         let raft = self.raft.clone();
-        self.for_followers
+        self.on_leader
             .get(move || {
                 let raft = raft.clone();
                 async move { leader_read_index(&raft).await }
