@@ -123,21 +123,21 @@ pub async fn run(
         client_urls: config.advertise_client_urls.iter().map(ToString::to_string).collect(),
     };
     let publisher = crate::runtime::spawn(publish(node.raft.clone(), node.store.clone(), node.proposer.clone(), attrs));
-    let failed = {
+    let (failed, finished) = {
         let watch_servers = futures::future::select_all(servers.iter_mut());
         let removal = removed(node.raft.clone(), node.store.clone(), node.peers.clone(), node.identity.member_id);
         tokio::select! {
             biased;
-            () = shutdown => None,
-            () = removal => Some(format!(
+            () = shutdown => (None, None),
+            () = removal => (Some(format!(
                 "member {:x} has been permanently removed from the cluster",
                 node.identity.member_id
-            )),
-            (result, _, _) = watch_servers => Some(match result {
+            )), None),
+            (result, index, _) = watch_servers => (Some(match result {
                 Ok(Ok(())) => "a server stopped unexpectedly".to_string(),
                 Ok(Err(e)) => e,
                 Err(e) => format!("server task failed: {e}"),
-            }),
+            }), Some(index)),
         }
     };
     tracing::info!("shutting down");
@@ -146,8 +146,11 @@ pub async fn run(
     }
     publisher.abort();
     let _ = stop_tx.send(true);
-    for server in servers {
-        let _ = server.await;
+    // The server that stopped by itself has been awaited already; awaiting it again would panic.
+    for (i, server) in servers.into_iter().enumerate() {
+        if Some(i) != finished {
+            let _ = server.await;
+        }
     }
     if let Err(e) = node.raft.shutdown().await {
         tracing::warn!(error = %e, "raft did not stop cleanly");
