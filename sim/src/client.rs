@@ -147,7 +147,7 @@ fn is_read_only(request: &Request) -> bool {
 }
 
 /// The outcome of a request that failed with `status`.
-fn classify(request: &Request, status: &tonic::Status) -> Outcome {
+pub fn classify(request: &Request, status: &tonic::Status) -> Outcome {
     let reason = format!("{:?}: {}", status.code(), status.message());
     // A read has no effect, so whatever happened to it is a definite failure. For a write, only
     // errors raised by validation before anything is proposed are definite.

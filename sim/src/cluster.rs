@@ -13,8 +13,9 @@ use std::time::Duration;
 
 use detcd::storage::{CrashPolicy, MemDisk};
 use detcd_proto::etcdserverpb::kv_client::KvClient;
+use detcd_proto::etcdserverpb::lease_client::LeaseClient;
 use detcd_proto::etcdserverpb::maintenance_client::MaintenanceClient;
-use detcd_proto::etcdserverpb::{RangeRequest, StatusRequest, StatusResponse};
+use detcd_proto::etcdserverpb::{LeaseLeasesRequest, RangeRequest, StatusRequest, StatusResponse};
 use madsim::net::NetSim;
 use madsim::runtime::{Handle, NodeHandle};
 use tonic::transport::Channel;
@@ -334,6 +335,23 @@ impl SimCluster {
                 .into_inner();
             let revision = reply.header.map_or(0, |h| h.revision);
             Ok((revision, reply.kvs.iter().map(crate::client::key_value).collect()))
+        })
+        .await
+    }
+
+    /// The ids of the leases member `index` holds (its applied lease table).
+    pub async fn leases(&self, index: usize) -> Result<Vec<i64>, String> {
+        let url = client_url(index);
+        let name = self.members[index].name.clone();
+        self.on_control(async move {
+            let endpoint = tonic::transport::Endpoint::from_shared(url).map_err(|e| e.to_string())?;
+            let mut client = LeaseClient::new(endpoint.connect_lazy());
+            let reply = tokio::time::timeout(CONTROL_RPC_TIMEOUT, client.lease_leases(LeaseLeasesRequest {}))
+                .await
+                .map_err(|_| format!("{name}: lease list timed out"))?
+                .map_err(|e| format!("{name}: {e}"))?
+                .into_inner();
+            Ok(reply.leases.iter().map(|lease| lease.id).collect())
         })
         .await
     }

@@ -8,6 +8,7 @@
 //!
 //! - [`cluster`]: members, control host, kill/power loss/pause, partitions, status, final states.
 //! - [`client`]: workload clients and the conservative outcome classification.
+//! - [`watcher`]: watcher clients (resumable watch streams); [`lease_client`]: lease clients.
 //! - [`nemesis`]: plan execution.
 //! - [`scenario`]: one seed end to end; [`scenarios`]: the named scenarios; [`checks`]: the verdict.
 //!
@@ -20,6 +21,8 @@ compile_error!("detcd-sim runs only in the simulator: build it with RUSTFLAGS=\"
 pub mod checks;
 pub mod client;
 pub mod cluster;
+pub mod lease_client;
 pub mod nemesis;
 pub mod scenario;
 pub mod scenarios;
+pub mod watcher;

@@ -1,8 +1,11 @@
-//! A scenario = cluster shape + workload + nemesis plan + checks, all drawn from one seed.
+//! A scenario = cluster shape + workload + nemesis plan + checks, all drawn from one seed; some
+//! add watcher clients and lease clients.
 //!
 //! [`run_seed`] builds a fresh madsim runtime for the seed, starts the cluster, runs the clients
-//! and the nemesis together, heals everything, waits for the members to converge, reads the final
-//! state from every member, and judges the recorded history. The same seed gives the same history
+//! and the nemesis together, heals everything, waits for the members to converge (and, with lease
+//! clients, for every lease to have expired), reads the final state from every member, stops the
+//! watchers after a last progress request, and judges the recorded history, watch streams and
+//! leases. The same seed gives the same history
 //! (its hash is part of the [`RunReport`]).
 
 use std::hash::{Hash, Hasher};
@@ -11,13 +14,18 @@ use std::time::{Duration, Instant as WallInstant};
 
 use detcd::planted::Bug;
 use detcd_chaos::history::{History, Outcome, Recorder, Request, Response};
+use detcd_chaos::lease::LeaseRecorder;
 use detcd_chaos::plan::{Plan, ScenarioFn};
 use detcd_chaos::rng::Rng;
-use detcd_chaos::workload::{ClientWorkload, WorkloadKind};
+use detcd_chaos::watch::WatchRecorder;
+use detcd_chaos::workload::{ClientWorkload, WorkloadKind, KEY_PREFIX, KEY_PREFIX_END};
 
+use crate::checks::{Lines, Records};
 use crate::client::{self, now_ns};
 use crate::cluster::{client_url, ClusterOptions, SimCluster};
+use crate::lease_client::{self, LeaseClientConfig, LeasePuts, LeaseRecords};
 use crate::nemesis::Nemesis;
+use crate::watcher::{StartFrom, WatchSpec, Watcher};
 
 /// How long the cluster may take to elect its first leader.
 const BOOT_LIMIT: Duration = Duration::from_secs(30);
@@ -25,6 +33,18 @@ const BOOT_LIMIT: Duration = Duration::from_secs(30);
 const CONVERGE_LIMIT: Duration = Duration::from_secs(60);
 /// Simulated time after which a run is declared hung.
 const SIM_TIME_LIMIT: Duration = Duration::from_secs(600);
+/// The longest a lease can be renewed after its client stopped: a keepalive forwarded to the leader
+/// is answered within the members' request timeout (5 s + 2 election timeouts).
+const RENEWAL_LAG_MAX: Duration = Duration::from_secs(7);
+/// What a new leader adds to every lease (one election timeout), and the leader's expiry scan and
+/// revoke on top.
+const EXPIRY_LAG_MAX: Duration = Duration::from_secs(3);
+/// Time between a watcher's progress requests (ms).
+const PROGRESS_MS: (u64, u64) = (300, 1_500);
+/// Lifetime of a watch stream before its watcher moves on to another member (ms).
+const WATCH_LIFETIME_MS: (u64, u64) = (2_000, 8_000);
+/// When a watcher that replays history starts (ms after the clients).
+const REPLAY_DELAY_MS: (u64, u64) = (1_000, 8_000);
 
 /// One named scenario.
 #[derive(Clone)]
@@ -39,6 +59,10 @@ pub struct Scenario {
     pub duration: Duration,
     /// Planted bugs (empty for a correct node).
     pub bugs: &'static [Bug],
+    /// Watcher clients (see [`crate::watcher`]).
+    pub watchers: u32,
+    /// Lease clients (see [`crate::lease_client`]).
+    pub lease_clients: u32,
 }
 
 /// What one seed of a scenario did and found.
@@ -64,6 +88,8 @@ pub struct RunReport {
     pub reasons: std::collections::BTreeMap<String, usize>,
     /// The whole history, for dumps of failures.
     pub history: History,
+    /// Watch streams, leases and what clients noticed.
+    pub records: Records,
     /// Every member's final state (name, revision, keys).
     pub states: Vec<crate::checks::FinalState>,
     /// Wall time spent checking the history (part of `wall_time`).
@@ -96,7 +122,13 @@ pub fn run_seed(scenario: &Scenario, seed: u64) -> RunReport {
         runtime.set_time_limit(SIM_TIME_LIMIT);
         let mut report = runtime.block_on(async move { run_current(&scenario).await });
         let checking = WallInstant::now();
-        report.html = crate::checks::judge(&report.history, &report.states, &mut report.violations, report.scenario);
+        report.html = crate::checks::judge(
+            &report.history,
+            &report.states,
+            &report.records,
+            &mut report.violations,
+            report.scenario,
+        );
         report.check_time = checking.elapsed();
         report.wall_time = wall.elapsed();
         report
@@ -131,6 +163,7 @@ impl RunReport {
             plan: String::new(),
             reasons: std::collections::BTreeMap::new(),
             history: History::default(),
+            records: Records::default(),
             states: Vec::new(),
             check_time: Duration::ZERO,
         }
@@ -157,6 +190,9 @@ pub async fn run_current(scenario: &Scenario) -> RunReport {
     let start = tokio::time::Instant::now();
     let until_ns = scenario.duration.as_nanos() as u64;
     let clients = spawn_clients(scenario, &recorder, &mut rng, start, until_ns);
+    let extras = Extras::default();
+    let watchers = spawn_watchers(scenario, &extras, &mut rng, start);
+    let lease_clients = spawn_lease_clients(scenario, &recorder, &extras, &mut rng, start, until_ns);
     let faults = {
         let mut nemesis = Nemesis::new(&mut cluster, recorder.clone(), rng.fork(), start);
         nemesis.run(&plan).await;
@@ -164,10 +200,57 @@ pub async fn run_current(scenario: &Scenario) -> RunReport {
         nemesis.heal_all();
         nemesis.injected
     };
-    for client in clients {
+    for client in clients.into_iter().chain(lease_clients) {
         let _ = client.await;
     }
-    finish(scenario, seed, &mut cluster, &recorder, start, faults, plan, violations).await
+    let run = Run { seed, recorder, start, faults, plan, violations, extras, watchers };
+    finish(scenario, &mut cluster, run).await
+}
+
+/// What the clients record besides the KV history, and the signal that stops the watchers.
+struct Extras {
+    watches: WatchRecorder,
+    leases: LeaseRecorder,
+    lease_puts: LeasePuts,
+    findings: Lines,
+    journal: Lines,
+    stop: tokio::sync::watch::Sender<bool>,
+}
+
+impl Default for Extras {
+    fn default() -> Self {
+        Extras {
+            watches: WatchRecorder::new(),
+            leases: LeaseRecorder::new(),
+            lease_puts: LeasePuts::default(),
+            findings: Lines::default(),
+            journal: Lines::default(),
+            stop: tokio::sync::watch::Sender::new(false),
+        }
+    }
+}
+
+/// A run between its clients and its verdict.
+struct Run {
+    seed: u64,
+    recorder: Recorder,
+    start: tokio::time::Instant,
+    faults: usize,
+    plan: Plan,
+    violations: Vec<String>,
+    extras: Extras,
+    watchers: Vec<madsim::task::JoinHandle<()>>,
+}
+
+fn members(scenario: &Scenario) -> Vec<(String, String)> {
+    (0..scenario.cluster.members).map(|i| (format!("m{i}"), client_url(i))).collect()
+}
+
+/// A client host: `10.0.{subnet}.{index + 1}`.
+fn client_host(name: String, subnet: u8, index: u32) -> madsim::runtime::NodeHandle {
+    assert!(index < 250, "at most 250 hosts per client subnet");
+    let ip = IpAddr::V4(Ipv4Addr::new(10, 0, subnet, index as u8 + 1));
+    madsim::runtime::Handle::current().create_node().name(name).ip(ip).build()
 }
 
 fn spawn_clients(
@@ -178,8 +261,7 @@ fn spawn_clients(
     until_ns: u64,
 ) -> Vec<madsim::task::JoinHandle<()>> {
     let handle = madsim::runtime::Handle::current();
-    let members: Vec<(String, String)> =
-        (0..scenario.cluster.members).map(|i| (format!("m{i}"), client_url(i))).collect();
+    let members = members(scenario);
     (0..scenario.clients)
         .map(|c| {
             let ip = IpAddr::V4(Ipv4Addr::new(10, 0, 1 + (c / 250) as u8, (c % 250) as u8 + 1));
@@ -190,21 +272,103 @@ fn spawn_clients(
         .collect()
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn finish(
+/// What a watcher watches, drawn: the workload's whole range or one key (a workload key or a lease
+/// key), from now or from a past revision, with or without previous key-values and `hasleader`.
+fn watch_spec(rng: &mut Rng) -> WatchSpec {
+    let (start, end) = match rng.below(10) {
+        0..=5 => (KEY_PREFIX.to_string(), KEY_PREFIX_END.to_string()),
+        6..=7 => (detcd_chaos::workload::key_name(rng.index(4)), String::new()),
+        _ => (lease_client::lease_key(rng.index(lease_client::LEASE_KEYS)), String::new()),
+    };
+    let from = if rng.chance(0.5) { StartFrom::Now } else { StartFrom::Past { delay_ms: REPLAY_DELAY_MS } };
+    WatchSpec {
+        start,
+        end,
+        from,
+        prev_kv: rng.chance(0.5),
+        require_leader: rng.chance(0.3),
+        progress_ms: PROGRESS_MS,
+        lifetime_ms: WATCH_LIFETIME_MS,
+    }
+}
+
+/// Watcher clients are `clients + 1 ..` (after the final read's), on `10.0.3.x`.
+fn spawn_watchers(
     scenario: &Scenario,
-    seed: u64,
-    cluster: &mut SimCluster,
-    recorder: &Recorder,
+    extras: &Extras,
+    rng: &mut Rng,
     start: tokio::time::Instant,
-    faults: usize,
-    plan: Plan,
-    mut violations: Vec<String>,
-) -> RunReport {
+) -> Vec<madsim::task::JoinHandle<()>> {
+    let members = members(scenario);
+    (0..scenario.watchers)
+        .map(|w| {
+            let host = client_host(format!("watcher{w}"), 3, w);
+            let mut rng = rng.fork();
+            let watcher = Watcher {
+                spec: watch_spec(&mut rng),
+                client: scenario.clients + 1 + w,
+                members: members.clone(),
+                first: w as usize,
+                rng,
+                recorder: extras.watches.clone(),
+                findings: extras.findings.clone(),
+                start,
+            };
+            host.spawn(watcher.run(extras.stop.subscribe()))
+        })
+        .collect()
+}
+
+/// Lease clients are numbered after the watchers, on `10.0.4.x`.
+fn spawn_lease_clients(
+    scenario: &Scenario,
+    recorder: &Recorder,
+    extras: &Extras,
+    rng: &mut Rng,
+    start: tokio::time::Instant,
+    until_ns: u64,
+) -> Vec<madsim::task::JoinHandle<()>> {
+    let members = members(scenario);
+    (0..scenario.lease_clients)
+        .map(|l| {
+            let host = client_host(format!("lessee{l}"), 4, l);
+            let config = LeaseClientConfig {
+                client: scenario.clients + 1 + scenario.watchers + l,
+                members: members.clone(),
+                first: l as usize,
+                start,
+                until_ns,
+            };
+            let records = LeaseRecords {
+                history: recorder.clone(),
+                leases: extras.leases.clone(),
+                puts: extras.lease_puts.clone(),
+                findings: extras.findings.clone(),
+                journal: extras.journal.clone(),
+            };
+            host.spawn(lease_client::run(config, rng.fork(), records))
+        })
+        .collect()
+}
+
+async fn finish(scenario: &Scenario, cluster: &mut SimCluster, run: Run) -> RunReport {
+    let Run { seed, recorder, start, faults, plan, mut violations, extras, watchers } = run;
     if let Err(e) = cluster.converge(CONVERGE_LIMIT).await {
         violations.push(format!("after healing: {e}"));
     }
-    final_read(cluster, recorder, start, scenario.clients).await;
+    if scenario.lease_clients > 0 {
+        for index in 0..cluster.len() {
+            if let Some(status) = cluster.status(index).await {
+                extras.journal.push(format!("member {} has id {:x}", cluster.name(index), status.member_id));
+            }
+        }
+    }
+    let leases = if scenario.lease_clients > 0 {
+        drain_leases(cluster, start, scenario, &mut violations).await
+    } else {
+        Vec::new()
+    };
+    final_read(cluster, &recorder, start, scenario.clients).await;
     let mut states = Vec::new();
     for index in 0..cluster.len() {
         match cluster.local_state(index).await {
@@ -212,10 +376,24 @@ async fn finish(
             Err(e) => violations.push(format!("final state: {e}")),
         }
     }
+    extras.stop.send_replace(true);
+    for watcher in watchers {
+        let _ = watcher.await;
+    }
     for exit in cluster.exits() {
         violations.push(format!("a member stopped on its own: {exit}"));
     }
     let history = recorder.finish(now_ns(start));
+    let records = Records {
+        watches: extras.watches.finish(),
+        leases: extras.leases.finish(),
+        lease_puts: extras.lease_puts.finish(),
+        findings: extras.findings.finish(),
+        journal: extras.journal.finish(),
+    };
+    if scenario.lease_clients > 0 {
+        crate::checks::leases_drained(&leases, &states, &records.lease_puts, &mut violations);
+    }
     RunReport {
         scenario: scenario.name,
         seed,
@@ -226,14 +404,40 @@ async fn finish(
         sim_time: start.elapsed(),
         wall_time: Duration::ZERO,
         violations,
-        history_hash: history_hash(&history),
+        history_hash: history_hash(&history, &records),
         html: None,
         states,
         check_time: Duration::ZERO,
         plan: plan.to_string(),
         reasons: reasons(&history),
         history,
+        records,
     }
+}
+
+/// Waits until every lease must have expired (its client stopped renewing, the longest renewal
+/// lag, the longest TTL, a new leader's extension and the expiry scan), lets the cluster converge,
+/// and lists every member's leases.
+async fn drain_leases(
+    cluster: &SimCluster,
+    start: tokio::time::Instant,
+    scenario: &Scenario,
+    violations: &mut Vec<String>,
+) -> Vec<(String, Vec<i64>)> {
+    let ttl_max = Duration::from_secs(lease_client::TTL_S.1);
+    let renewed_by = (start + scenario.duration + RENEWAL_LAG_MAX).max(tokio::time::Instant::now());
+    tokio::time::sleep_until(renewed_by + ttl_max + EXPIRY_LAG_MAX).await;
+    if let Err(e) = cluster.converge(CONVERGE_LIMIT).await {
+        violations.push(format!("after the leases' expiry: {e}"));
+    }
+    let mut leases = Vec::new();
+    for index in 0..cluster.len() {
+        match cluster.leases(index).await {
+            Ok(ids) => leases.push((cluster.name(index).to_string(), ids)),
+            Err(e) => violations.push(format!("lease list: {e}")),
+        }
+    }
+    leases
 }
 
 /// One linearizable read of every workload key, recorded as an operation of its own client, so
@@ -267,9 +471,10 @@ fn reasons(history: &History) -> std::collections::BTreeMap<String, usize> {
     counts
 }
 
-/// A hash of everything in a history: equal seeds must give equal hashes.
-pub fn history_hash(history: &History) -> u64 {
+/// A hash of everything a run recorded: equal seeds must give equal hashes.
+pub fn history_hash(history: &History, records: &Records) -> u64 {
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     history.hash(&mut hasher);
+    records.hash(&mut hasher);
     hasher.finish()
 }

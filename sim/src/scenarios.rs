@@ -24,7 +24,22 @@ fn scenario(
     workload: WorkloadKind,
     plan: fn(&mut Rng, usize, u64) -> Plan,
 ) -> Scenario {
-    Scenario { name, cluster: cluster(members), clients, workload, plan, duration: Duration::from_secs(20), bugs: &[] }
+    Scenario {
+        name,
+        cluster: cluster(members),
+        clients,
+        workload,
+        plan,
+        duration: Duration::from_secs(20),
+        bugs: &[],
+        watchers: 0,
+        lease_clients: 0,
+    }
+}
+
+/// A scenario with watcher and lease clients besides the workload clients.
+fn watched(scenario: Scenario, watchers: u32, lease_clients: u32) -> Scenario {
+    Scenario { watchers, lease_clients, ..scenario }
 }
 
 fn no_faults(_: &mut Rng, _: usize, _: u64) -> Plan {
@@ -75,6 +90,68 @@ fn mixed(rng: &mut Rng, members: usize, duration_ms: u64) -> Plan {
     Plan::generate(rng, &cfg)
 }
 
+/// Network faults of every shape while watchers follow the key space: streams on a minority member
+/// stall and catch up, `hasleader` streams are canceled and resume elsewhere.
+fn watch_partitions(rng: &mut Rng, members: usize, duration_ms: u64) -> Plan {
+    let kinds = [
+        FaultKind::MinorityPartition,
+        FaultKind::IsolateMember,
+        FaultKind::IsolateLeader,
+        FaultKind::LeaderMinorityPartition,
+        FaultKind::Bridge,
+        FaultKind::OneWay,
+    ];
+    Plan::generate(rng, &PlanConfig { overlap_pct: 20, ..PlanConfig::new(members, duration_ms, &kinds) })
+}
+
+/// Members (the leader most often) killed, powered off or paused under the watchers' streams:
+/// streams break and are resumed on another member from the revision after the last one seen.
+fn watch_kills(rng: &mut Rng, members: usize, duration_ms: u64) -> Plan {
+    let cfg = PlanConfig {
+        fault_ms: (300, 2_000),
+        quiet_ms: (300, 1_500),
+        ..PlanConfig::new(
+            members,
+            duration_ms,
+            &[
+                FaultKind::KillLeader,
+                FaultKind::KillLeader,
+                FaultKind::KillMember,
+                FaultKind::PowerLoss,
+                FaultKind::Pause,
+            ],
+        )
+    };
+    Plan::generate(rng, &cfg)
+}
+
+/// The leader killed again and again while leases are kept alive: every new leader must extend,
+/// never shorten, what the old one promised.
+fn lease_kills(rng: &mut Rng, members: usize, duration_ms: u64) -> Plan {
+    let cfg = PlanConfig {
+        fault_ms: (300, 2_500),
+        quiet_ms: (500, 2_000),
+        ..PlanConfig::new(members, duration_ms, &[FaultKind::KillLeader, FaultKind::KillLeader, FaultKind::PowerLoss])
+    };
+    Plan::generate(rng, &cfg)
+}
+
+/// Partitions that cut off the leader, or the member a lease client talks to, while keepalives
+/// flow: a deposed leader must not renew what its successor will expire.
+fn lease_cuts(rng: &mut Rng, members: usize, duration_ms: u64) -> Plan {
+    let kinds = [
+        FaultKind::IsolateLeader,
+        FaultKind::IsolateLeader,
+        FaultKind::LeaderMinorityPartition,
+        FaultKind::IsolateMember,
+        FaultKind::MinorityPartition,
+        FaultKind::Pause,
+    ];
+    // Cuts long enough for a successor to be elected and to outlive its first TTLs.
+    let cfg = PlanConfig { fault_ms: (2_500, 6_000), ..PlanConfig::new(members, duration_ms, &kinds) };
+    Plan::generate(rng, &cfg)
+}
+
 /// The suite: each runs over a fixed set of seeds in CI.
 pub fn suite() -> Vec<Scenario> {
     let txn = WorkloadKind::MultiKeyTxn { keys: 6, keys_per_txn: 3 };
@@ -95,6 +172,10 @@ pub fn suite() -> Vec<Scenario> {
         scenario("many_clients", 5, 50, REGISTER, Plan::leader_kill_loop),
         scenario("restarts", 3, 10, REGISTER, restarts),
         scenario("power_loss_all", 3, 10, REGISTER, power_loss_all),
+        watched(scenario("watch_under_partitions", 5, 8, WorkloadKind::Mixed { keys: 8 }, watch_partitions), 6, 1),
+        watched(scenario("watch_leader_kills", 3, 8, WorkloadKind::Ranges { keys: 8 }, watch_kills), 6, 1),
+        watched(scenario("lease_leader_kills", 3, 5, WorkloadKind::Ranges { keys: 8 }, lease_kills), 2, 2),
+        watched(scenario("lease_partitions", 3, 5, WorkloadKind::Ranges { keys: 8 }, lease_cuts), 2, 3),
     ]
 }
 

@@ -82,28 +82,50 @@ suite!(
     many_clients,
     restarts,
     power_loss_all,
+    watch_under_partitions,
+    watch_leader_kills,
+    lease_leader_kills,
+    lease_partitions,
 );
+
+/// Scenarios whose replays are compared: the KV workload alone, and with watchers and lease
+/// clients (their records are part of the hash).
+const DETERMINISM_SCENARIOS: [&str; 3] = ["mixed", "watch_under_partitions", "lease_leader_kills"];
 
 #[test]
 fn the_same_seed_gives_the_same_history() {
-    let scenario = scenario("mixed");
-    let first = run_seed(&scenario, 7);
-    let second = run_seed(&scenario, 7);
-    assert!(first.ops > 0);
-    assert_eq!(first.history_hash, second.history_hash, "seed 7 of mixed replayed differently");
-    let other = run_seed(&scenario, 8);
-    assert_ne!(first.history_hash, other.history_hash, "different seeds gave the same history");
+    for name in DETERMINISM_SCENARIOS {
+        let scenario = scenario(name);
+        let first = run_seed(&scenario, 7);
+        let second = run_seed(&scenario, 7);
+        assert!(first.ops > 0);
+        assert_eq!(first.history_hash, second.history_hash, "seed 7 of {name} replayed differently");
+        let other = run_seed(&scenario, 8);
+        assert_ne!(first.history_hash, other.history_hash, "different seeds of {name} gave the same history");
+    }
 }
 
-async fn determinism_run() {
-    let report = detcd_sim::scenario::run_current(&scenario("leader_kill_loop")).await;
+async fn determinism_run(name: &str) {
+    let report = detcd_sim::scenario::run_current(&scenario(name)).await;
     assert!(report.ops > 0);
 }
 
-/// madsim's own check: every random draw of the second run matches the first.
+/// madsim's own check: every random draw of the second run matches the first (it takes a plain
+/// function, hence one per scenario).
 #[test]
 fn madsim_determinism_check_passes() {
-    madsim::runtime::Runtime::check_determinism(3, madsim::Config::default(), determinism_run);
+    async fn leader_kill_loop() {
+        determinism_run("leader_kill_loop").await
+    }
+    async fn watch_leader_kills() {
+        determinism_run("watch_leader_kills").await
+    }
+    async fn lease_partitions() {
+        determinism_run("lease_partitions").await
+    }
+    madsim::runtime::Runtime::check_determinism(3, madsim::Config::default(), leader_kill_loop);
+    madsim::runtime::Runtime::check_determinism(3, madsim::Config::default(), watch_leader_kills);
+    madsim::runtime::Runtime::check_determinism(3, madsim::Config::default(), lease_partitions);
 }
 
 fn assert_caught(bug: Bug) {
@@ -139,13 +161,19 @@ fn planted_apply_twice_after_restart_is_caught() {
 }
 
 /// Seeds that once found a bug, kept as scenarios of their own (each names the fix).
-const REGRESSIONS: [(&str, u64, &str); 2] = [
+const REGRESSIONS: [(&str, u64, &str); 4] = [
     (
         "leader_kill_loop",
         10,
         "a restarted leader resumed its old term with a shorter log (log_store::restart_as_follower)",
     ),
     ("leader_kill_loop", 7, "failed in the same campaign (a read went back in revision); passes since the same fix"),
+    (
+        "lease_partitions",
+        2,
+        "a cut-off leader kept renewing leases its successor expired (leases::answer_here confirms leadership first)",
+    ),
+    ("lease_partitions", 31, "the same cut-off leader renewed a lease after its revoke was acknowledged; same fix"),
 ];
 
 #[test]

@@ -81,6 +81,12 @@ fn report_failure(report: &RunReport) {
     if std::fs::write(&path, dump(&report.history)).is_ok() {
         eprintln!("  whole history: {path}");
     }
+    if !report.records.watches.is_empty() || !report.records.leases.is_empty() {
+        let path = format!("target/sim-failures/{}-seed-{}.records.txt", report.scenario, report.seed);
+        if std::fs::write(&path, dump_records(&report.records)).is_ok() {
+            eprintln!("  watch streams and leases: {path}");
+        }
+    }
     eprintln!("  replay: {}", replay_command(report.scenario, report.seed));
 }
 
@@ -102,6 +108,30 @@ fn dump(history: &detcd_chaos::history::History) -> String {
             describe_request(&op.request),
             describe_outcome(&op.outcome)
         ));
+    }
+    out
+}
+
+/// Every watch stream (one response a line) and every lease, as recorded.
+fn dump_records(records: &detcd_sim::checks::Records) -> String {
+    let mut out = String::new();
+    for stream in &records.watches {
+        out.push_str(&format!("{} created at {} ns, ended {:?}\n", stream.name(), stream.created_at, stream.ended));
+        for response in &stream.responses {
+            out.push_str(&format!(
+                "  at {} ns header {} compact {} canceled {}: {:?}\n",
+                response.at, response.header_revision, response.compact_revision, response.canceled, response.events
+            ));
+        }
+    }
+    for lease in &records.leases {
+        out.push_str(&format!("{lease:?}\n"));
+    }
+    for finding in &records.findings {
+        out.push_str(&format!("finding: {finding}\n"));
+    }
+    for line in &records.journal {
+        out.push_str(&format!("journal: {line}\n"));
     }
     out
 }
@@ -133,6 +163,19 @@ fn run_scenario(scenario: &Scenario, args: &Args, rows: &mut Vec<CampaignRow>) -
             );
             for (reason, count) in &report.reasons {
                 eprintln!("  {count:>6}  {reason}");
+            }
+            let records = &report.records;
+            if !records.watches.is_empty() || !records.leases.is_empty() {
+                let responses: usize = records.watches.iter().map(|w| w.responses.len()).sum();
+                let events: usize = records.watches.iter().flat_map(|w| &w.responses).map(|r| r.events.len()).sum();
+                let keepalives: usize = records.leases.iter().map(|l| l.keepalives.len()).sum();
+                let attached: usize = records.leases.iter().map(|l| l.attached.len()).sum();
+                let revoked = records.leases.iter().filter(|l| l.revoke.is_some()).count();
+                eprintln!(
+                    "  {} watch streams ({responses} responses, {events} events); {} leases ({attached} keys attached, {keepalives} keepalives, {revoked} revoked)",
+                    records.watches.len(),
+                    records.leases.len()
+                );
             }
         }
         if !report.passed() {
