@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use super::peer::{Method, PeerFault, Peers};
 use super::proposer::{ProposeError, Proposer};
 use super::read::ReadIndex;
-use super::types::{MemberNode, Raft};
+use super::types::Raft;
 use crate::lease::{LeaseError, Lessor, TimeToLive};
 
 /// How often the leader looks for expired leases.
@@ -109,14 +109,7 @@ pub async fn lease_call(
     call: &LeaseCall,
     timeout: Duration,
 ) -> Result<LeaseAnswer, ProposeError> {
-    let (leader, url) = {
-        let metrics = raft.metrics();
-        let m = metrics.borrow();
-        let Some(leader) = m.current_leader else { return Err(ProposeError::NoLeader) };
-        let url =
-            m.membership_config.membership().get_node(&leader).and_then(|n: &MemberNode| n.peer_urls.first().cloned());
-        (leader, url)
-    };
+    let Some((leader, url)) = super::peer::known_leader(raft) else { return Err(ProposeError::NoLeader) };
     if leader == peers.self_id {
         return answer_here(raft, reads, lessor, call, timeout).await;
     }

@@ -196,14 +196,7 @@ pub async fn change(
     call: &MembershipCall,
     timeout: Duration,
 ) -> Result<Vec<MemberInfo>, MembershipError> {
-    let (leader, url) = {
-        let metrics = raft.metrics();
-        let m = metrics.borrow();
-        let Some(leader) = m.current_leader else { return Err(MembershipError::NoLeader) };
-        let url =
-            m.membership_config.membership().get_node(&leader).and_then(|n: &MemberNode| n.peer_urls.first().cloned());
-        (leader, url)
-    };
+    let Some((leader, url)) = super::peer::known_leader(raft) else { return Err(MembershipError::NoLeader) };
     if leader == peers.self_id {
         return match crate::runtime::timeout(timeout, change_here(raft, store, call)).await {
             Ok(result) => result,

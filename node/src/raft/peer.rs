@@ -144,6 +144,15 @@ impl Peers {
     }
 }
 
+/// The leader this member knows of, and its first peer URL if the membership has one.
+pub fn known_leader(raft: &Raft) -> Option<(u64, Option<String>)> {
+    let metrics = raft.metrics();
+    let m = metrics.borrow();
+    let leader = m.current_leader?;
+    let url = m.membership_config.membership().get_node(&leader).and_then(|n| n.peer_urls.first().cloned());
+    Some((leader, url))
+}
+
 /// Whether a failed call never reached the peer: the connection itself could not be made (a lazy
 /// channel sends nothing before it connects). Anything else may have been delivered.
 fn never_connected(status: &Status) -> bool {

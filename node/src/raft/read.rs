@@ -17,7 +17,7 @@ use crate::planted::{is_planted, Bug};
 
 use super::peer::{Method, Peers};
 use super::proposer::ProposeError;
-use super::types::{MemberNode, Raft};
+use super::types::Raft;
 
 /// On the leader: the index a linearizable read must wait for, confirmed by a quorum.
 pub async fn leader_read_index(raft: &Raft) -> Result<u64, ProposeError> {
@@ -141,14 +141,7 @@ impl ReadIndex {
 
 /// The read index, from wherever the leader is.
 async fn read_index(raft: &Raft, peers: &Peers, timeout: Duration) -> IndexResult {
-    let (leader, leader_url) = {
-        let metrics = raft.metrics();
-        let m = metrics.borrow();
-        let Some(leader) = m.current_leader else { return Err(ProposeError::NoLeader) };
-        let url =
-            m.membership_config.membership().get_node(&leader).and_then(|n: &MemberNode| n.peer_urls.first().cloned());
-        (leader, url)
-    };
+    let Some((leader, leader_url)) = super::peer::known_leader(raft) else { return Err(ProposeError::NoLeader) };
     if leader == peers.self_id {
         return leader_read_index(raft).await;
     }
