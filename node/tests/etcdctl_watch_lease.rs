@@ -79,7 +79,8 @@ impl Drop for Background {
 }
 
 /// Replaces lease IDs (hex as etcdctl prints them, decimal as JSON carries them) by `L1`, `L2`,
-/// ... in the order they were granted, and remaining TTLs (which tick) by `R`.
+/// ... in the order they were granted, remaining TTLs (which tick) by `R`, and sorts the names in
+/// `attached keys([..])`: etcd lists them from a Go map, in no fixed order.
 fn normalize_leases(text: &str, leases: &[String]) -> String {
     let mut out = normalize(text);
     for (i, hex) in leases.iter().enumerate() {
@@ -98,7 +99,24 @@ fn normalize_leases(text: &str, leases: &[String]) -> String {
         rest = &tail[tail.find('s').unwrap_or(0)..];
     }
     result.push_str(rest);
-    result
+    sort_attached_keys(&result)
+}
+
+fn sort_attached_keys(text: &str) -> String {
+    const OPEN: &str = "attached keys([";
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(pos) = rest.find(OPEN) {
+        let (head, tail) = rest.split_at(pos + OPEN.len());
+        out.push_str(head);
+        let end = tail.find(']').unwrap_or(tail.len());
+        let mut keys: Vec<&str> = tail[..end].split_whitespace().collect();
+        keys.sort_unstable();
+        out.push_str(&keys.join(" "));
+        rest = &tail[end..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// The lease ID in `lease <hex> granted with TTL(..)`.
@@ -193,6 +211,15 @@ fn session(member: &Member) -> String {
         normalize_leases(&json_out, &leases),
         compacted_err.lines().filter(|l| !l.starts_with('{')).map(|l| format!("{l}\n")).collect::<String>()
     )
+}
+
+#[test]
+fn attached_keys_compare_in_any_order() {
+    let line = "lease L1 granted with TTL(60s), remaining(Rs), attached keys([foo4 foo3])\nnext";
+    assert_eq!(
+        sort_attached_keys(line),
+        "lease L1 granted with TTL(60s), remaining(Rs), attached keys([foo3 foo4])\nnext"
+    );
 }
 
 #[test]
