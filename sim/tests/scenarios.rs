@@ -161,7 +161,7 @@ fn planted_apply_twice_after_restart_is_caught() {
 }
 
 /// Seeds that once found a bug, kept as scenarios of their own (each names the fix).
-const REGRESSIONS: [(&str, u64, &str); 4] = [
+const REGRESSIONS: [(&str, u64, &str); 5] = [
     (
         "leader_kill_loop",
         10,
@@ -174,6 +174,11 @@ const REGRESSIONS: [(&str, u64, &str); 4] = [
         "a cut-off leader kept renewing leases its successor expired (leases::answer_here confirms leadership first)",
     ),
     ("lease_partitions", 31, "the same cut-off leader renewed a lease after its revoke was acknowledged; same fix"),
+    (
+        "multi_key_txn",
+        2,
+        "a member that installed the leader's snapshot took the leader's identity from it (local meta stays out of images)",
+    ),
 ];
 
 #[test]

@@ -41,6 +41,7 @@ mod tests;
 
 pub use backend::{open_database, DiskBackend};
 pub use batch::WriteBatch;
+pub use schema::LOCAL_META_PREFIX;
 pub use store::Store;
 
 /// Errors of the MVCC layer. The API layer maps them to etcd's gRPC statuses and messages.

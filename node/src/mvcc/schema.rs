@@ -15,6 +15,14 @@ pub(super) const MVCC_META: TableDefinition<&str, &[u8]> = TableDefinition::new(
 /// collide with ours.
 pub(super) const APP_META: TableDefinition<&str, &[u8]> = TableDefinition::new("mvcc_app_meta");
 
+/// App meta names starting with this belong to this member alone (its identity): a snapshot image
+/// leaves them out, and installing an image keeps the member's own.
+pub const LOCAL_META_PREFIX: &str = "local.";
+
+pub(super) fn is_local_meta(name: &str) -> bool {
+    name.starts_with(LOCAL_META_PREFIX)
+}
+
 /// Current revision (i64). Absent on a fresh store, which is at revision 1.
 pub(super) const META_CURRENT_REV: &str = "current_revision";
 /// Compaction revision (i64). Absent if never compacted.

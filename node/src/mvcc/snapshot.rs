@@ -11,8 +11,8 @@ use redb::{ReadTransaction, ReadableTable, ReadableTableMetadata, WriteTransacti
 use super::codec::{ByteReader, ByteWriter};
 use super::index::KeyIndex;
 use super::schema::{
-    Rev, APP_META, FORMAT_VERSION, META_COMPACT_REV, META_CURRENT_REV, META_FORMAT, MVCC_META, NEVER_COMPACTED,
-    REVISIONS,
+    is_local_meta, Rev, APP_META, FORMAT_VERSION, META_COMPACT_REV, META_CURRENT_REV, META_FORMAT, MVCC_META,
+    NEVER_COMPACTED, REVISIONS,
 };
 use super::store::{check_revisions, load_record, read_revisions};
 use super::MvccError;
@@ -39,12 +39,17 @@ pub(super) fn write_image(read: &ReadTransaction) -> Result<Vec<u8>, MvccError> 
     w.u32(IMAGE_FORMAT);
     w.i64(current_rev);
     w.i64(compact_rev);
-    let app_meta = read.open_table(APP_META)?;
-    w.u64(app_meta.len()?);
-    for item in app_meta.iter()? {
+    let mut shared_meta = Vec::new();
+    for item in read.open_table(APP_META)?.iter()? {
         let (name, value) = item?;
-        w.bytes(name.value().as_bytes());
-        w.bytes(value.value());
+        if !is_local_meta(name.value()) {
+            shared_meta.push((name.value().to_string(), value.value().to_vec()));
+        }
+    }
+    w.u64(shared_meta.len() as u64);
+    for (name, value) in &shared_meta {
+        w.bytes(name.as_bytes());
+        w.bytes(value);
     }
     let revisions = read.open_table(REVISIONS)?;
     w.u64(revisions.len()?);
@@ -100,8 +105,16 @@ pub(super) fn read_image(bytes: &[u8]) -> Result<Image, MvccError> {
     Ok(Image { current_rev, compact_rev, app_meta, records, index })
 }
 
-/// Replaces the contents of every mvcc table in `txn` with `image`.
+/// Replaces the contents of every mvcc table in `txn` with `image`, but keeps this member's local
+/// meta values (an image never carries another member's identity).
 pub(super) fn install(txn: &WriteTransaction, image: &Image) -> Result<(), MvccError> {
+    let mut local_meta = Vec::new();
+    for item in txn.open_table(APP_META)?.iter()? {
+        let (name, value) = item?;
+        if is_local_meta(name.value()) {
+            local_meta.push((name.value().to_string(), value.value().to_vec()));
+        }
+    }
     txn.delete_table(REVISIONS)?;
     txn.delete_table(APP_META)?;
     txn.delete_table(MVCC_META)?;
@@ -110,7 +123,7 @@ pub(super) fn install(txn: &WriteTransaction, image: &Image) -> Result<(), MvccE
         revisions.insert(rev.to_key(), record.as_slice())?;
     }
     let mut app_meta = txn.open_table(APP_META)?;
-    for (name, value) in &image.app_meta {
+    for (name, value) in image.app_meta.iter().filter(|(name, _)| !is_local_meta(name)).chain(&local_meta) {
         app_meta.insert(name.as_str(), value.as_slice())?;
     }
     let mut meta = txn.open_table(MVCC_META)?;

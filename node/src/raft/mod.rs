@@ -51,8 +51,10 @@ pub fn db_path(data_dir: &Path) -> PathBuf {
     data_dir.join("member").join("snap").join("db")
 }
 
-/// Meta key of the member's identity in the store.
-const META_IDENTITY: &str = "detcd.identity";
+/// Meta key of the member's identity in the store: member-local, so snapshots neither carry it to
+/// other members nor overwrite it (simulator, `multi_key_txn` seed 2: a member that installed the
+/// leader's snapshot restarted as the leader).
+const META_IDENTITY: &str = "local.identity";
 
 /// Who this member is; fixed when its data dir is created.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

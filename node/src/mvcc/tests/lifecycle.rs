@@ -167,6 +167,27 @@ fn snapshot_restore_round_trip() {
     }
 }
 
+#[test]
+fn snapshots_neither_carry_nor_replace_local_meta() {
+    let mut source = populated();
+    let mut batch = source.store.write().unwrap();
+    batch.set_meta("local.identity", b"source").unwrap();
+    batch.commit(true).unwrap();
+    let image = source.store.snapshot().unwrap();
+    let mut target = Fixture::new();
+    let mut batch = target.store.write().unwrap();
+    batch.set_meta("local.identity", b"target").unwrap();
+    batch.set_meta("stale", b"gone after restore").unwrap();
+    batch.commit(true).unwrap();
+    target.store.restore(&image).unwrap();
+    // Images leave local meta out: the target's equals the source's.
+    assert_eq!(target.store.snapshot().unwrap(), image);
+    let target = target.reopen();
+    assert_eq!(target.store.meta("local.identity").unwrap(), Some(b"target".to_vec()));
+    assert_eq!(target.store.meta("stale").unwrap(), None);
+    assert_eq!(target.store.meta("applied").unwrap(), Some(b"17".to_vec()));
+}
+
 impl Fixture {
     /// A second store on a copy of this one's file.
     fn reopen_ref(&self) -> Fixture {
