@@ -11,12 +11,14 @@
 //! - [`watcher`]: watcher clients (resumable watch streams); [`lease_client`]: lease clients.
 //! - [`nemesis`]: plan execution.
 //! - [`scenario`]: one seed end to end; [`scenarios`]: the named scenarios; [`checks`]: the verdict.
+//! - [`world`]: a fresh, fully seeded simulated world per seed.
 //!
-//! This crate only builds with `RUSTFLAGS="--cfg madsim"`: without it there is no simulator, and
-//! it refuses to compile rather than run different code.
+//! This crate only builds with `RUSTFLAGS="--cfg madsim --cfg tokio_unstable"`: without the first
+//! there is no simulator, without the second no way to seed tokio (see [`world`]), and it refuses
+//! to compile rather than run different code.
 
 #[cfg(not(madsim))]
-compile_error!("detcd-sim runs only in the simulator: build it with RUSTFLAGS=\"--cfg madsim\"");
+compile_error!("detcd-sim runs only in the simulator: build it with RUSTFLAGS=\"--cfg madsim --cfg tokio_unstable\"");
 
 pub mod checks;
 pub mod client;
@@ -26,3 +28,4 @@ pub mod nemesis;
 pub mod scenario;
 pub mod scenarios;
 pub mod watcher;
+pub mod world;

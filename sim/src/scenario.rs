@@ -31,8 +31,6 @@ use crate::watcher::{StartFrom, WatchSpec, Watcher};
 const BOOT_LIMIT: Duration = Duration::from_secs(30);
 /// How long the cluster may take to converge after every fault is healed.
 const CONVERGE_LIMIT: Duration = Duration::from_secs(60);
-/// Simulated time after which a run is declared hung.
-const SIM_TIME_LIMIT: Duration = Duration::from_secs(600);
 /// The longest a lease can be renewed after its client stopped: a keepalive forwarded to the leader
 /// is answered within the members' request timeout (5 s + 2 election timeouts).
 const RENEWAL_LAG_MAX: Duration = Duration::from_secs(7);
@@ -106,21 +104,20 @@ impl RunReport {
 /// The command that replays `seed` of `scenario`.
 pub fn replay_command(scenario: &str, seed: u64) -> String {
     format!(
-        "RUSTFLAGS=\"--cfg madsim\" CARGO_TARGET_DIR=target/madsim cargo run --release -p detcd-sim --bin detcd-campaign -- --scenario {scenario} --seed {seed} --seeds 1"
+        "RUSTFLAGS=\"--cfg madsim --cfg tokio_unstable\" CARGO_TARGET_DIR=target/madsim cargo run --release -p detcd-sim --bin detcd-campaign -- --scenario {scenario} --seed {seed} --seeds 1"
     )
 }
 
-/// Runs `seed` of `scenario` in a fresh simulated world, on a fresh thread: std's hash maps seed
-/// themselves from per-thread keys that advance with every map created, so a world that shared a
-/// thread with an earlier one would hash (and iterate) differently, and the seed would not replay.
+/// Runs `seed` of `scenario` in a fresh simulated world ([`crate::world::run`]), on a fresh
+/// thread: std's hash maps seed themselves from per-thread keys that advance with every map
+/// created, so a world that shared a thread with an earlier one would hash (and iterate)
+/// differently, and the seed would not replay.
 pub fn run_seed(scenario: &Scenario, seed: u64) -> RunReport {
     let scenario = scenario.clone();
     let scenario_name = scenario.name;
     let wall = WallInstant::now();
     let world = std::thread::Builder::new().name(format!("{}-seed-{seed}", scenario.name)).spawn(move || {
-        let mut runtime = madsim::runtime::Runtime::with_seed_and_config(seed, madsim::Config::default());
-        runtime.set_time_limit(SIM_TIME_LIMIT);
-        let mut report = runtime.block_on(async move { run_current(&scenario).await });
+        let mut report = crate::world::run(seed, move || async move { run_current(&scenario).await });
         let checking = WallInstant::now();
         report.html = crate::checks::judge(
             &report.history,

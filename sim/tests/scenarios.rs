@@ -1,7 +1,7 @@
 //! The simulation suite: every named scenario over a fixed set of seeds, the determinism check,
 //! and proof that each planted bug is caught.
 //!
-//! Run with `RUSTFLAGS="--cfg madsim" cargo test --release -p detcd-sim` (CI uses
+//! Run with `RUSTFLAGS="--cfg madsim --cfg tokio_unstable" cargo test --release -p detcd-sim` (CI uses
 //! `CARGO_TARGET_DIR=target/madsim`). `DETCD_SIM_SEEDS=N` changes how many seeds each scenario
 //! runs (default [`SEEDS_DEFAULT`]). A failure prints its violations and the command that replays
 //! the seed.
@@ -105,27 +105,37 @@ fn the_same_seed_gives_the_same_history() {
     }
 }
 
-async fn determinism_run(name: &str) {
-    let report = detcd_sim::scenario::run_current(&scenario(name)).await;
-    assert!(report.ops > 0);
-}
-
-/// madsim's own check: every random draw of the second run matches the first (it takes a plain
-/// function, hence one per scenario).
+/// Two runs of one seed make the same random draws at the same simulated instants (sampled every
+/// 20 ms of simulated time, see `detcd_sim::world::trace`), even when another world ran first in
+/// the process. (Stronger than madsim's own `check_determinism`, which cannot be used: it builds its
+/// worlds itself, without the seeded tokio context of `detcd_sim::world`.)
 #[test]
-fn madsim_determinism_check_passes() {
-    async fn leader_kill_loop() {
-        determinism_run("leader_kill_loop").await
+fn random_draws_replay_at_the_same_instants() {
+    for name in ["leader_kill_loop", "watch_leader_kills", "lease_partitions"] {
+        let traced = |seed: u64| {
+            let scenario = scenario(name);
+            detcd_sim::world::trace(seed, move || async move { detcd_sim::scenario::run_current(&scenario).await })
+        };
+        let (first, first_samples) = traced(3);
+        let (second, second_samples) = traced(3);
+        assert!(
+            first.ops > 0 && first_samples.len() > 100,
+            "{name}: {} ops, {} samples",
+            first.ops,
+            first_samples.len()
+        );
+        if let Some(at) = first_samples.iter().zip(&second_samples).position(|(a, b)| a != b) {
+            panic!(
+                "{name} seed 3 diverged between {} and {} ms of simulated time (sample {at}: {:?} then {:?})",
+                at.checked_sub(1).map_or(0, |before| first_samples[before].0 / 1_000_000),
+                first_samples[at].0 / 1_000_000,
+                first_samples[at],
+                second_samples[at]
+            );
+        }
+        assert_eq!(first_samples.len(), second_samples.len(), "{name} seed 3 ran for a different time");
+        assert_eq!(first.history_hash, second.history_hash, "{name} seed 3 recorded a different history");
     }
-    async fn watch_leader_kills() {
-        determinism_run("watch_leader_kills").await
-    }
-    async fn lease_partitions() {
-        determinism_run("lease_partitions").await
-    }
-    madsim::runtime::Runtime::check_determinism(3, madsim::Config::default(), leader_kill_loop);
-    madsim::runtime::Runtime::check_determinism(3, madsim::Config::default(), watch_leader_kills);
-    madsim::runtime::Runtime::check_determinism(3, madsim::Config::default(), lease_partitions);
 }
 
 fn assert_caught(bug: Bug) {
