@@ -14,6 +14,9 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
+use tokio::sync::futures::Notified;
+use tokio::sync::Notify;
+
 use detcd_proto::mvccpb::event::EventType;
 use detcd_proto::mvccpb::Event;
 
@@ -34,6 +37,12 @@ pub enum LeaseError {
     /// Only the leader tracks time: renewals and remaining TTLs must be asked of it.
     #[error("not the primary lessor")]
     NotPrimary,
+    /// A renewal of a lease whose time is up on the leader: its revoke is on its way through Raft
+    /// but may not commit (the leader may lose leadership first, and its successor restarts the
+    /// clock). As etcd, the caller waits until the lease is gone ("not found") or this member stops
+    /// leading, and never answers "not found" for a lease that may live on.
+    #[error("lease expired, revoke pending")]
+    Expired,
 }
 
 /// One lease.
@@ -68,6 +77,8 @@ pub struct TimeToLive {
 pub struct Lessor {
     state: Mutex<State>,
     min_ttl: i64,
+    /// Woken when leases go (revoke, rebuild) or this member stops leading.
+    changes: Notify,
 }
 
 /// etcd's minimum lease TTL: one and a half election timeouts (in heartbeat ticks), rounded up to
@@ -85,7 +96,13 @@ fn seconds(ttl: i64) -> Duration {
 
 impl Lessor {
     pub fn new(min_ttl: i64) -> Lessor {
-        Lessor { state: Mutex::new(State::default()), min_ttl }
+        Lessor { state: Mutex::new(State::default()), min_ttl, changes: Notify::new() }
+    }
+
+    /// Completes after the next revoke, rebuild or demotion (enable it before checking the state
+    /// it waits on, so no change is missed).
+    pub fn changed(&self) -> Notified<'_> {
+        self.changes.notified()
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
@@ -113,6 +130,8 @@ impl Lessor {
                 state.attached.insert(key, id);
             }
         }
+        drop(state);
+        self.changes.notify_waiters();
     }
 
     pub fn exists(&self, id: i64) -> bool {
@@ -142,6 +161,8 @@ impl Lessor {
         for key in &lease.keys {
             state.attached.remove(key);
         }
+        drop(state);
+        self.changes.notify_waiters();
         Ok(lease.keys.into_iter().collect())
     }
 
@@ -174,8 +195,7 @@ impl Lessor {
         let now = Instant::now();
         let lease = state.leases.get_mut(&id).ok_or(LeaseError::NotFound)?;
         if lease.expiry.is_some_and(|at| at <= now) {
-            // Expired: its revoke is on its way through Raft.
-            return Err(LeaseError::NotFound);
+            return Err(LeaseError::Expired);
         }
         lease.expiry = Some(now + seconds(lease.ttl));
         Ok(lease.ttl)
@@ -221,6 +241,8 @@ impl Lessor {
         for lease in state.leases.values_mut() {
             lease.expiry = None;
         }
+        drop(state);
+        self.changes.notify_waiters();
     }
 
     /// Leases whose time is up (primary only), in ID order.
@@ -234,6 +256,7 @@ impl Lessor {
 #[cfg(test)]
 mod tests {
     use detcd_proto::mvccpb::KeyValue;
+    use std::future::Future;
 
     use super::*;
 
@@ -290,6 +313,29 @@ mod tests {
         assert!((9..=10).contains(&ttl.remaining), "remaining {}", ttl.remaining);
         lessor.demote();
         assert_eq!(lessor.time_to_live(1, false), Err(LeaseError::NotPrimary));
+    }
+
+    #[test]
+    fn an_expired_lease_is_not_renewed_and_its_revoke_or_a_demotion_wakes_the_caller() {
+        let lessor = Lessor::new(0);
+        lessor.promote(Duration::ZERO);
+        lessor.grant(1, 0).unwrap();
+        lessor.grant(2, 0).unwrap();
+        assert_eq!(lessor.renew(1), Err(LeaseError::Expired));
+        assert_eq!(lessor.expired(), vec![1, 2]);
+        let mut changed = std::pin::pin!(lessor.changed());
+        changed.as_mut().enable();
+        let waker = std::task::Waker::noop();
+        let mut cx = std::task::Context::from_waker(waker);
+        assert!(changed.as_mut().poll(&mut cx).is_pending());
+        lessor.revoke(1).unwrap();
+        assert!(changed.as_mut().poll(&mut cx).is_ready());
+        assert_eq!(lessor.renew(1), Err(LeaseError::NotFound));
+        let mut changed = std::pin::pin!(lessor.changed());
+        changed.as_mut().enable();
+        lessor.demote();
+        assert!(changed.as_mut().poll(&mut cx).is_ready());
+        assert_eq!(lessor.renew(2), Err(LeaseError::NotPrimary));
     }
 
     #[test]

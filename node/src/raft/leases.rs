@@ -73,25 +73,47 @@ pub async fn answer_here(
     call: &LeaseCall,
     timeout: Duration,
 ) -> Result<LeaseAnswer, ProposeError> {
+    let deadline = crate::runtime::Instant::now() + timeout;
     let index = reads.leader_index().await?;
-    let answer = match try_answer(lessor, call) {
+    let answer = match answer_unless_expiring(lessor, call, deadline).await? {
         Err(LeaseError::NotFound) => {
             raft.wait(Some(timeout))
                 .applied_index_at_least(Some(index), "lease call")
                 .await
                 .map_err(|_| ProposeError::Timeout)?;
-            try_answer(lessor, call)
+            answer_unless_expiring(lessor, call, deadline).await?
         }
         other => other,
     };
     match answer {
         Ok(answer) => Ok(answer),
         Err(LeaseError::NotFound) => Ok(LeaseAnswer::NotFound),
-        Err(LeaseError::NotPrimary | LeaseError::Exists | LeaseError::TtlTooLarge) => {
+        Err(LeaseError::NotPrimary | LeaseError::Exists | LeaseError::TtlTooLarge | LeaseError::Expired) => {
             match raft.metrics().borrow().current_leader {
                 Some(leader) if leader != raft_id(raft) => Err(ProposeError::NotLeader { leader }),
                 _ => Err(ProposeError::NoLeader),
             }
+        }
+    }
+}
+
+/// Answers `call`, first waiting out a renewal of an expired lease (see [`LeaseError::Expired`])
+/// until its revoke applied or this member stopped leading; "request timed out" at `deadline`
+/// (found by the simulator, `watch_leader_kills` seed 4: a keep-alive answered "not found" while
+/// the revoke never committed, and the next leader kept the lease and its keys).
+async fn answer_unless_expiring(
+    lessor: &Lessor,
+    call: &LeaseCall,
+    deadline: crate::runtime::Instant,
+) -> Result<Result<LeaseAnswer, LeaseError>, ProposeError> {
+    loop {
+        let mut changed = std::pin::pin!(lessor.changed());
+        changed.as_mut().enable();
+        match try_answer(lessor, call) {
+            Err(LeaseError::Expired) => {
+                crate::runtime::timeout_at(deadline, changed).await.map_err(|_| ProposeError::Timeout)?;
+            }
+            other => return Ok(other),
         }
     }
 }

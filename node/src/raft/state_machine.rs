@@ -145,7 +145,9 @@ fn lease_grant(batch: &mut WriteBatch<'_>, lessor: &Lessor, req: &LeaseGrantRequ
         }
         Err(LeaseError::Exists) => Ok(Err(ApplyError::LeaseExists)),
         Err(LeaseError::TtlTooLarge) => Ok(Err(ApplyError::LeaseTtlTooLarge)),
-        Err(e @ (LeaseError::NotFound | LeaseError::NotPrimary)) => Err(sm_error(format!("lease grant: {e}"))),
+        Err(e @ (LeaseError::NotFound | LeaseError::NotPrimary | LeaseError::Expired)) => {
+            Err(sm_error(format!("lease grant: {e}")))
+        }
     }
 }
 
