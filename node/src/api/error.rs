@@ -147,6 +147,7 @@ impl From<ProposeError> for EtcdError {
             ProposeError::Stopped => EtcdError::Stopped,
             ProposeError::Refused => EtcdError::NotCapable,
             ProposeError::Timeout => EtcdError::Timeout,
+            ProposeError::LeaderChanged => EtcdError::LeaderChanged,
         }
     }
 }

@@ -38,6 +38,8 @@ pub enum ProposeError {
     Refused,
     /// The outcome is unknown: the leader did not answer in time.
     Timeout,
+    /// Leadership moved while a read index was being confirmed (etcd: "leader changed").
+    LeaderChanged,
 }
 
 /// The applied outcome of one request: its encoded response or its apply error.

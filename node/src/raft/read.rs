@@ -139,8 +139,17 @@ impl ReadIndex {
     }
 }
 
-/// The read index, from wherever the leader is.
+/// The read index, from wherever the leader is. A leader that turns out deposed (its own Raft,
+/// or the member asked, says another leads) is asked no further: the read fails with etcd's
+/// "leader changed", never "not leader" (a KV client has no leader to go to).
 async fn read_index(raft: &Raft, peers: &Peers, timeout: Duration) -> IndexResult {
+    match read_index_once(raft, peers, timeout).await {
+        Err(ProposeError::NotLeader { .. }) => Err(ProposeError::LeaderChanged),
+        other => other,
+    }
+}
+
+async fn read_index_once(raft: &Raft, peers: &Peers, timeout: Duration) -> IndexResult {
     let Some((leader, leader_url)) = super::peer::known_leader(raft) else { return Err(ProposeError::NoLeader) };
     if leader == peers.self_id {
         return leader_read_index(raft).await;
