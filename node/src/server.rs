@@ -60,12 +60,12 @@ async fn publish(node_raft: raft::Raft, store: raft::SharedStore, proposer: raft
 /// How often a member checks whether it was removed from the cluster.
 const REMOVAL_CHECK: Duration = Duration::from_millis(500);
 
-/// Resolves once this member has been removed from the cluster (its applied membership no longer
-/// names it, or another member said so): it must stop serving, as etcd does.
+/// Resolves once this member has been removed from the cluster (it applied its removal, or
+/// another member that did said so): it must stop serving, as etcd does.
 async fn removed(node_raft: raft::Raft, store: raft::SharedStore, peers: raft::Peers, member_id: u64) {
     loop {
         crate::runtime::sleep(REMOVAL_CHECK).await;
-        if peers.removed() || raft::applied_membership_excludes(&read_store(&store), member_id) {
+        if peers.removed() || raft::was_removed(&read_store(&store), member_id) {
             return;
         }
         if node_raft.metrics().borrow().running_state.is_err() {

@@ -183,6 +183,18 @@ fn scale_three_to_five_to_three_with_writes_throughout() {
 fn bad_membership_changes_get_etcd_errors() {
     let dir = tempfile::tempdir().expect("tempdir");
     let members = start_cluster(Server::Detcd, dir.path(), 3, &[]);
+    // A member counts as started (etcd's strict reconfiguration check) once it published its name,
+    // which it does through Raft just after it starts.
+    let published = || member_list(&members[0]).iter().all(|(_, name, _)| !name.is_empty());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !published() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "members did not publish their names: {:?}",
+            member_list(&members[0])
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
     let ep = members[0].endpoint.as_str();
     let err = |args: &[&str]| etcdctl(ep, args, None).stderr.lines().last().unwrap_or_default().to_string();
     let taken = format!("--peer-urls=http://127.0.0.1:{}", members[1].peer_port);

@@ -97,7 +97,7 @@ impl Cluster for ClusterService {
     }
 
     async fn member_list(&self, _request: Request<MemberListRequest>) -> Result<Response<MemberListResponse>, Status> {
-        let list = membership::members_of(&self.ctx.raft);
+        let list = membership::members_of(&self.ctx.raft, &self.ctx.store);
         let members = self.members(&list);
         Ok(Response::new(MemberListResponse { header: self.ctx.header_now(), members }))
     }

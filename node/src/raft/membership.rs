@@ -18,6 +18,10 @@ use super::peer::{Method, PeerFault, Peers};
 use super::state_machine::{read_store, SharedStore};
 use super::types::{MemberNode, Raft};
 
+/// How many times a joining member asks every peer, and the pause between rounds.
+const DISCOVER_ROUNDS: usize = 5;
+const DISCOVER_PAUSE: Duration = Duration::from_secs(1);
+
 /// etcd's `maxLearners`.
 const MAX_LEARNERS: usize = 1;
 /// etcd promotes a learner whose log is within this fraction of the leader's (`readyPercent`).
@@ -74,12 +78,25 @@ fn members(raft: &Raft) -> BTreeMap<u64, (MemberNode, bool)> {
     membership.nodes().map(|(id, node)| (*id, (node.clone(), !voters.contains(id)))).collect()
 }
 
-/// This member's view of the membership, in ID order.
-pub fn members_of(raft: &Raft) -> Vec<MemberInfo> {
-    member_list(raft)
+/// The membership this member applied (so committed), in ID order: what etcd's member list shows.
+/// A change still in flight (uncommitted, or committed but not applied here) is not listed; the
+/// safety checks of a change use the effective membership instead ([`members`]), which counts it.
+pub fn members_of(raft: &Raft, store: &SharedStore) -> Vec<MemberInfo> {
+    let applied = super::state_machine::applied_membership(&read_store(store));
+    let Ok(stored) = applied else { return effective_member_list(raft) };
+    let membership = stored.membership();
+    if membership.nodes().next().is_none() {
+        return effective_member_list(raft);
+    }
+    let voters: BTreeSet<u64> = membership.voter_ids().collect();
+    membership
+        .nodes()
+        .map(|(id, node)| MemberInfo { id: *id, peer_urls: node.peer_urls.clone(), learner: !voters.contains(id) })
+        .collect()
 }
 
-fn member_list(raft: &Raft) -> Vec<MemberInfo> {
+/// Before anything is applied (a member that has not caught up yet), the effective membership.
+fn effective_member_list(raft: &Raft) -> Vec<MemberInfo> {
     members(raft)
         .into_iter()
         .map(|(id, (node, learner))| MemberInfo { id, peer_urls: node.peer_urls, learner })
@@ -185,7 +202,7 @@ pub async fn change_here(
                 .map_err(write_error)?;
         }
     }
-    Ok(member_list(raft))
+    Ok(members_of(raft, store))
 }
 
 /// Performs `call` on the leader, wherever it is.
@@ -220,9 +237,10 @@ pub struct ClusterInfo {
     pub members: Vec<MemberInfo>,
 }
 
-/// Answers a joining member (see [`ClusterInfo`]).
-pub fn cluster_info(raft: &Raft, cluster_id: u64) -> ClusterInfo {
-    ClusterInfo { cluster_id, members: member_list(raft) }
+/// Answers a joining member (see [`ClusterInfo`]): the applied membership, so a member whose add
+/// has not committed is not let in.
+pub fn cluster_info(raft: &Raft, store: &SharedStore, cluster_id: u64) -> ClusterInfo {
+    ClusterInfo { cluster_id, members: members_of(raft, store) }
 }
 
 /// etcd's ID for a member added at run time: SHA-1 over its sorted peer URLs, the cluster token
@@ -232,25 +250,34 @@ pub fn added_member_id(peer_urls: &[String], cluster_token: &str, unix_seconds: 
 }
 
 /// Asks the members at `peer_urls` for the cluster and finds this member in it by its peer
-/// URLs: answers (cluster ID, member ID).
+/// URLs: answers (cluster ID, member ID). Every peer is asked, since one that lags may not have
+/// applied the add yet; a few rounds, a second apart, before giving up.
 pub async fn discover(peer_urls: &[String], my_urls: &[String], timeout: Duration) -> Result<(u64, u64), String> {
-    let mut errors = Vec::new();
-    for url in peer_urls {
-        let peers = Peers::new(0, 0);
-        let reply: Result<ClusterInfo, PeerFault> = peers.call(0, url, Method::Join, &(), timeout).await;
-        match reply {
-            Ok(info) => {
-                let mine = info.members.iter().find(|m| m.peer_urls.iter().any(|u| my_urls.contains(u)));
-                return match mine {
-                    Some(m) => Ok((info.cluster_id, m.id)),
-                    None => Err(format!(
-                        "the cluster at {url} has no member with peer URLs {}: add it first with `etcdctl member add`",
-                        my_urls.join(",")
-                    )),
-                };
-            }
-            Err(e) => errors.push(format!("{url}: {e}")),
+    let mut last = String::new();
+    for round in 0..DISCOVER_ROUNDS {
+        if round > 0 {
+            crate::runtime::sleep(DISCOVER_PAUSE).await;
         }
+        let mut errors = Vec::new();
+        let mut without_me = None;
+        for url in peer_urls {
+            let peers = Peers::new(0, 0);
+            let reply: Result<ClusterInfo, PeerFault> = peers.call(0, url, Method::Join, &(), timeout).await;
+            match reply {
+                Ok(info) => match info.members.iter().find(|m| m.peer_urls.iter().any(|u| my_urls.contains(u))) {
+                    Some(m) => return Ok((info.cluster_id, m.id)),
+                    None => without_me = Some(url.clone()),
+                },
+                Err(e) => errors.push(format!("{url}: {e}")),
+            }
+        }
+        last = match without_me {
+            Some(url) => format!(
+                "the cluster at {url} has no member with peer URLs {}: add it first with `etcdctl member add`",
+                my_urls.join(",")
+            ),
+            None => format!("cannot reach any member of the existing cluster ({})", errors.join("; ")),
+        };
     }
-    Err(format!("cannot reach any member of the existing cluster ({})", errors.join("; ")))
+    Err(last)
 }

@@ -32,7 +32,7 @@ pub use leases::{lease_call, LeaseAnswer, LeaseCall};
 pub use peer::{PeerService, Peers};
 pub use proposer::{Applied, ProposeError, Proposer};
 pub use read::ReadIndex;
-pub use state_machine::{applied_index, applied_membership_excludes, read_store, SharedStore};
+pub use state_machine::{applied_index, read_store, was_removed, SharedStore};
 pub use types::{MemberNode, Raft, Request, Response};
 
 use crate::config::{ClusterState, Config};
@@ -269,7 +269,7 @@ pub async fn start(config: &Config, disk: Arc<dyn Disk>) -> Result<Node, StartEr
         .await
         .map_err(|e| StartError::Raft(e.to_string()))?;
     let initialized = raft.is_initialized().await.map_err(|e| StartError::Raft(e.to_string()))?;
-    if initialized && removed_from(&raft, identity.member_id) {
+    if initialized && was_removed(&read_store(&store), identity.member_id) {
         let _ = raft.shutdown().await;
         return Err(StartError::Refused(format!(
             "member {:x} has been permanently removed from the cluster; start it with an empty data dir after `etcdctl member add`",
@@ -300,14 +300,6 @@ pub async fn start(config: &Config, disk: Arc<dyn Disk>) -> Result<Node, StartEr
     ));
     let reads = ReadIndex::new(raft.clone(), peers.clone(), request_timeout(config));
     Ok(Node { raft, store, identity, members, peers, proposer, lessor, hub, reads })
-}
-
-/// Whether this member's membership names other members but not itself.
-pub fn removed_from(raft: &Raft, member_id: u64) -> bool {
-    let metrics = raft.metrics();
-    let m = metrics.borrow();
-    let membership = m.membership_config.membership();
-    membership.nodes().next().is_some() && membership.get_node(&member_id).is_none()
 }
 
 /// How long a client request may wait on Raft (etcd: 5 s plus two election timeouts).

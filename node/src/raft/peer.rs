@@ -200,13 +200,11 @@ impl PeerService {
         bincode::deserialize(&envelope.payload).map_err(|e| PeerFault::Decode(e.to_string()))
     }
 
-    /// Whether `from` is missing from this member's (non-empty) membership: a removed member,
-    /// whose campaigns must not disturb the cluster.
+    /// Whether `from` was removed from the cluster (this member applied its removal): its
+    /// campaigns must not disturb the cluster. A member merely unknown here may be a new one
+    /// whose add this member has not applied yet.
     fn is_removed(&self, from: u64) -> bool {
-        let metrics = self.raft.metrics();
-        let m = metrics.borrow();
-        let membership = m.membership_config.membership();
-        membership.nodes().next().is_some() && membership.get_node(&from).is_none()
+        super::state_machine::was_removed(&super::read_store(&self.store), from)
     }
 
     fn seal<T: Serialize>(&self, result: Result<T, PeerFault>) -> Result<Response<PeerEnvelope>, Status> {
@@ -294,7 +292,7 @@ impl Peer for PeerService {
     }
 
     async fn join(&self, _request: Request<PeerEnvelope>) -> Result<Response<PeerEnvelope>, Status> {
-        self.seal(Ok(super::membership::cluster_info(&self.raft, self.cluster_id)))
+        self.seal(Ok(super::membership::cluster_info(&self.raft, &self.store, self.cluster_id)))
     }
 
     async fn campaign_after(&self, request: Request<PeerEnvelope>) -> Result<Response<PeerEnvelope>, Status> {

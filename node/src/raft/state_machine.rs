@@ -35,6 +35,7 @@ const META_APPLIED: &str = "raft.applied";
 const META_MEMBERSHIP: &str = "raft.membership";
 /// Prefix of the meta keys holding granted leases: `lease.<id as 16 hex digits>` -> TTL (i64 BE).
 const META_LEASE_PREFIX: &str = "lease.";
+const META_REMOVED_PREFIX: &str = "removed.";
 
 fn lease_key(id: i64) -> String {
     format!("{META_LEASE_PREFIX}{:016x}", id as u64)
@@ -86,16 +87,24 @@ fn applied_state(store: &Store) -> Result<(Option<LogId>, StoredMembership), Sto
     Ok((applied, membership))
 }
 
-/// Whether the applied (so committed) membership names other members but not `member_id`: this
-/// member was removed from the cluster.
-pub fn applied_membership_excludes(store: &Store, member_id: u64) -> bool {
-    match applied_state(store) {
-        Ok((_, membership)) => {
-            let membership = membership.membership();
-            membership.nodes().next().is_some() && membership.get_node(&member_id).is_none()
-        }
-        Err(_) => false,
-    }
+/// The applied (so committed) membership: what etcd's member list shows.
+pub fn applied_membership(store: &Store) -> Result<StoredMembership, StorageError> {
+    applied_state(store).map(|(_, membership)| membership)
+}
+
+/// Meta key recording that member `id` was removed from the cluster (replicated, so in snapshots;
+/// etcd keeps removed member IDs the same way).
+fn removed_key(id: u64) -> String {
+    format!("{META_REMOVED_PREFIX}{id:016x}")
+}
+
+/// Whether member `id` was removed from the cluster: a membership change that dropped it was
+/// applied. Not merely "absent from the membership": a member that lags has not seen a new
+/// member's add yet, and must not tell it that it was removed (simulator, `scale_under_faults`
+/// seed 17: a just-added voter asked a lagging member for its vote, was told "removed", and
+/// stopped for good).
+pub fn was_removed(store: &Store, id: u64) -> bool {
+    matches!(store.meta(&removed_key(id)), Ok(Some(_)))
 }
 
 /// The planted bug [`Bug::ApplyTwiceAfterRestart`](crate::planted::Bug): records `previous` (the
@@ -233,6 +242,10 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                     Response { results: results? }
                 }
                 EntryPayload::Membership(m) => {
+                    let gone = membership.membership().nodes().map(|(id, _)| *id).filter(|id| m.get_node(id).is_none());
+                    for id in gone.collect::<Vec<u64>>() {
+                        batch.set_meta(&removed_key(id), &[]).map_err(sm_error)?;
+                    }
                     membership = StoredMembership::new(Some(log_id), m.clone());
                     Response::default()
                 }
