@@ -17,6 +17,8 @@ use detcd_proto::mvccpb;
 use tonic::transport::Channel;
 use tonic::Code;
 
+use crate::cluster::Endpoints;
+
 /// How long a client waits for one request before recording it as indeterminate.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// Pause after a failed request before the next one (no hot loops against a dead member).
@@ -164,10 +166,11 @@ pub fn classify(request: &Request, status: &tonic::Status) -> Outcome {
 
 /// Runs one client until `until_ns` of simulated time since `start`: sends the workload's
 /// requests one at a time to `members[first]`, recording each; after a failure it moves on to the
-/// next member, as etcd clients fail over between endpoints.
+/// next member, as etcd clients fail over between endpoints. The endpoint list follows membership
+/// changes; a client keeps its connection until a request fails.
 pub async fn run(
     mut workload: ClientWorkload,
-    members: Vec<(String, String)>,
+    members: Endpoints,
     first: usize,
     recorder: Recorder,
     start: tokio::time::Instant,
@@ -175,19 +178,23 @@ pub async fn run(
 ) {
     assert!(!members.is_empty(), "a client needs a member to talk to");
     let client_id = workload.client();
-    let mut target = first % members.len();
-    let mut client: Option<KvClient<Channel>> = None;
+    let mut target = first;
+    let mut client: Option<(String, KvClient<Channel>)> = None;
     while now_ns(start) < until_ns {
-        let (name, url) = &members[target];
-        let kv = match client.as_mut() {
-            Some(kv) => kv,
-            None => match tonic::transport::Endpoint::from_shared(url.clone()) {
-                Ok(endpoint) => client.insert(KvClient::new(endpoint.connect_lazy())),
-                Err(e) => panic!("bad member URL {url}: {e}"),
-            },
+        let (name, kv) = match &mut client {
+            Some((name, kv)) => (name.clone(), kv),
+            None => {
+                let (name, url) = members.get(target);
+                let kv = match tonic::transport::Endpoint::from_shared(url.clone()) {
+                    Ok(endpoint) => KvClient::new(endpoint.connect_lazy()),
+                    Err(e) => panic!("bad member URL {url}: {e}"),
+                };
+                let (name, kv) = client.insert((name, kv));
+                (name.clone(), kv)
+            }
         };
         let request = workload.next_request();
-        let handle = recorder.invoke(client_id, name, request.clone(), now_ns(start));
+        let handle = recorder.invoke(client_id, &name, request.clone(), now_ns(start));
         let outcome = match tokio::time::timeout(REQUEST_TIMEOUT, send(kv, &request)).await {
             Ok(Ok(response)) => Outcome::Ok(response),
             Ok(Err(status)) => classify(&request, &status),
@@ -199,7 +206,7 @@ pub async fn run(
         recorder.complete(handle, outcome, now_ns(start));
         if failed {
             client = None;
-            target = (target + 1) % members.len();
+            target = target.wrapping_add(1);
             tokio::time::sleep(BACKOFF_AFTER_ERROR).await;
         }
     }

@@ -5,6 +5,11 @@
 //! Members are `10.0.0.{i+1}` (client port 2379, peer port 2380); clients live on `10.0.1.x`, the
 //! control host on `10.0.2.1`. Partitions clog links between members only: clients and the control
 //! host reach every member, as in Jepsen.
+//!
+//! Membership changes go through the etcd API as an operator's would: `MemberAdd` on a running
+//! member, then a new host started with the flags `etcdctl member add` prints
+//! (`--initial-cluster-state existing`); `MemberRemove`, then the process stopped; `MemberPromote`.
+//! A member index is never reused; a removed member stays in the table as [`MemberState::Removed`].
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr};
@@ -12,10 +17,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use detcd::storage::{CrashPolicy, MemDisk};
+use detcd_proto::etcdserverpb::cluster_client::ClusterClient;
 use detcd_proto::etcdserverpb::kv_client::KvClient;
 use detcd_proto::etcdserverpb::lease_client::LeaseClient;
 use detcd_proto::etcdserverpb::maintenance_client::MaintenanceClient;
-use detcd_proto::etcdserverpb::{LeaseLeasesRequest, RangeRequest, StatusRequest, StatusResponse};
+use detcd_proto::etcdserverpb::{
+    LeaseLeasesRequest, Member, MemberAddRequest, MemberListRequest, MemberPromoteRequest, MemberRemoveRequest,
+    RangeRequest, StatusRequest, StatusResponse,
+};
 use madsim::net::NetSim;
 use madsim::runtime::{Handle, NodeHandle};
 use tonic::transport::Channel;
@@ -24,6 +33,10 @@ use tonic::transport::Channel;
 const DATA_DIR: &str = "/var/lib/detcd";
 /// How long one status or read call of the harness may take.
 const CONTROL_RPC_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long one membership change may keep being retried (faults may block it for a while).
+const MEMBERSHIP_CHANGE_LIMIT: Duration = Duration::from_secs(30);
+/// The pause between attempts of a membership change.
+const MEMBERSHIP_RETRY: Duration = Duration::from_millis(500);
 
 /// Cluster settings a scenario chooses (the rest are etcd's defaults).
 #[derive(Debug, Clone)]
@@ -47,14 +60,38 @@ pub enum MemberState {
     /// Killed or powered off; restarted by a heal.
     Down,
     Paused,
+    /// Removed from the cluster (its process stopped), or never added: never comes back.
+    Removed,
 }
 
 struct SimMember {
     name: String,
     ip: IpAddr,
-    node: NodeHandle,
+    /// `None` for a member whose add never went through.
+    node: Option<NodeHandle>,
     disk: MemDisk,
     state: MemberState,
+    learner: bool,
+}
+
+/// The members clients may send to (name, client URL): updated as members are added and removed.
+#[derive(Clone, Default)]
+pub struct Endpoints(Arc<Mutex<Vec<(String, String)>>>);
+
+impl Endpoints {
+    /// The `i`-th endpoint, counting round the list.
+    pub fn get(&self, i: usize) -> (String, String) {
+        let list = lock(&self.0);
+        list[i % list.len()].clone()
+    }
+
+    pub fn len(&self) -> usize {
+        lock(&self.0).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 /// One member's view, as `Maintenance.Status` reports it.
@@ -70,10 +107,12 @@ pub struct MemberStatus {
 /// A running simulated cluster.
 pub struct SimCluster {
     handle: Handle,
+    options: ClusterOptions,
     members: Vec<SimMember>,
+    endpoints: Endpoints,
     control: NodeHandle,
-    /// Errors of members whose `run` returned (a member must never stop on its own).
-    exits: Arc<Mutex<Vec<String>>>,
+    /// Members whose `run` returned, and why (a member must never stop on its own, unless removed).
+    exits: Arc<Mutex<Vec<(String, String)>>>,
     /// Member pairs whose link (from, to) is clogged.
     clogged: BTreeSet<(usize, usize)>,
 }
@@ -91,8 +130,7 @@ fn peer_url(index: usize) -> String {
     format!("http://{}:2380", member_ip(index))
 }
 
-fn member_args(index: usize, options: &ClusterOptions) -> Vec<String> {
-    let initial_cluster: Vec<String> = (0..options.members).map(|i| format!("m{i}={}", peer_url(i))).collect();
+fn member_args(index: usize, options: &ClusterOptions, initial_cluster: &str, state: &str) -> Vec<String> {
     [
         ("--name", format!("m{index}")),
         ("--data-dir", DATA_DIR.to_string()),
@@ -100,9 +138,9 @@ fn member_args(index: usize, options: &ClusterOptions) -> Vec<String> {
         ("--advertise-client-urls", client_url(index)),
         ("--listen-peer-urls", peer_url(index)),
         ("--initial-advertise-peer-urls", peer_url(index)),
-        ("--initial-cluster", initial_cluster.join(",")),
+        ("--initial-cluster", initial_cluster.to_string()),
         ("--initial-cluster-token", "detcd-sim".to_string()),
-        ("--initial-cluster-state", "new".to_string()),
+        ("--initial-cluster-state", state.to_string()),
         ("--heartbeat-interval", options.heartbeat_ms.to_string()),
         ("--election-timeout", options.election_ms.to_string()),
         ("--snapshot-count", options.snapshot_count.to_string()),
@@ -113,44 +151,269 @@ fn member_args(index: usize, options: &ClusterOptions) -> Vec<String> {
     .collect()
 }
 
+/// The member index whose peer URL is `url`.
+fn index_of_peer_url(url: &str) -> Option<usize> {
+    let host = url.strip_prefix("http://10.0.0.")?.strip_suffix(":2380")?;
+    host.parse::<usize>().ok()?.checked_sub(1)
+}
+
 impl SimCluster {
     /// Creates and starts every member (through etcd's flags, as the binary parses them).
     pub fn start(options: &ClusterOptions) -> Result<SimCluster, String> {
         let handle = Handle::current();
-        let exits = Arc::new(Mutex::new(Vec::new()));
-        let mut members = Vec::new();
-        for index in 0..options.members {
-            let args = member_args(index, options);
-            let config = match detcd::config::parse(&args, &BTreeMap::new()) {
-                Ok(detcd::config::Command::Run(config)) => config,
-                Ok(_) => return Err("member flags did not describe a run".to_string()),
-                Err(e) => return Err(format!("member flags rejected: {e}")),
-            };
-            let disk = MemDisk::new();
-            let name = format!("m{index}");
-            let node = {
-                let (disk, exits, name) = (disk.clone(), exits.clone(), name.clone());
-                handle
-                    .create_node()
-                    .name(&name)
-                    .ip(member_ip(index))
-                    .init(move || {
-                        let (config, disk, exits, name) = (config.clone(), disk.clone(), exits.clone(), name.clone());
-                        async move {
-                            let result = detcd::server::run(&config, Arc::new(disk), std::future::pending()).await;
-                            let why = match result {
-                                Ok(()) => "stopped".to_string(),
-                                Err(e) => e,
-                            };
-                            lock(&exits).push(format!("{name}: {why}"));
-                        }
-                    })
-                    .build()
-            };
-            members.push(SimMember { name, ip: member_ip(index), node, disk, state: MemberState::Up });
-        }
         let control = handle.create_node().name("control").ip(IpAddr::V4(Ipv4Addr::new(10, 0, 2, 1))).build();
-        Ok(SimCluster { handle, members, control, exits, clogged: BTreeSet::new() })
+        let mut cluster = SimCluster {
+            handle,
+            options: options.clone(),
+            members: Vec::new(),
+            endpoints: Endpoints::default(),
+            control,
+            exits: Arc::new(Mutex::new(Vec::new())),
+            clogged: BTreeSet::new(),
+        };
+        let initial: Vec<String> = (0..options.members).map(|i| format!("m{i}={}", peer_url(i))).collect();
+        for index in 0..options.members {
+            cluster.spawn_member(index, &initial.join(","), "new", false)?;
+        }
+        Ok(cluster)
+    }
+
+    /// Starts a host for member `index` (the next unused index) with these initial-cluster flags.
+    fn spawn_member(&mut self, index: usize, initial_cluster: &str, state: &str, learner: bool) -> Result<(), String> {
+        assert_eq!(index, self.members.len(), "member indices are handed out in order");
+        let args = member_args(index, &self.options, initial_cluster, state);
+        let config = match detcd::config::parse(&args, &BTreeMap::new()) {
+            Ok(detcd::config::Command::Run(config)) => config,
+            Ok(_) => return Err("member flags did not describe a run".to_string()),
+            Err(e) => return Err(format!("member flags rejected: {e}")),
+        };
+        let disk = MemDisk::new();
+        let name = format!("m{index}");
+        let node = {
+            let (disk, exits, name) = (disk.clone(), self.exits.clone(), name.clone());
+            self.handle
+                .create_node()
+                .name(&name)
+                .ip(member_ip(index))
+                .init(move || {
+                    let (config, disk, exits, name) = (config.clone(), disk.clone(), exits.clone(), name.clone());
+                    async move {
+                        let result = detcd::server::run(&config, Arc::new(disk), std::future::pending()).await;
+                        let why = match result {
+                            Ok(()) => "stopped".to_string(),
+                            Err(e) => e,
+                        };
+                        lock(&exits).push((name, why));
+                    }
+                })
+                .build()
+        };
+        lock(&self.endpoints.0).push((name.clone(), client_url(index)));
+        self.members.push(SimMember {
+            name,
+            ip: member_ip(index),
+            node: Some(node),
+            disk,
+            state: MemberState::Up,
+            learner,
+        });
+        Ok(())
+    }
+
+    /// The endpoints clients send to (kept current through membership changes).
+    pub fn endpoints(&self) -> Endpoints {
+        self.endpoints.clone()
+    }
+
+    /// Indices of the members not removed.
+    pub fn active(&self) -> Vec<usize> {
+        (0..self.members.len()).filter(|&i| self.members[i].state != MemberState::Removed).collect()
+    }
+
+    /// Runs a cluster API call on the control host against each active, running member in turn
+    /// until one answers; answers the last error otherwise.
+    async fn cluster_call<T, F, Fut>(&self, call: F) -> Result<T, String>
+    where
+        T: Send + 'static,
+        F: Fn(ClusterClient<Channel>) -> Fut + Send + Sync + Clone + 'static,
+        Fut: std::future::Future<Output = Result<T, tonic::Status>> + Send + 'static,
+    {
+        let mut last = "no running member".to_string();
+        for index in self.active() {
+            if self.members[index].state != MemberState::Up {
+                continue;
+            }
+            let url = client_url(index);
+            let call = call.clone();
+            let result = self
+                .on_control(async move {
+                    let endpoint = tonic::transport::Endpoint::from_shared(url).map_err(|e| e.to_string())?;
+                    let client = ClusterClient::new(endpoint.connect_lazy());
+                    match tokio::time::timeout(2 * CONTROL_RPC_TIMEOUT, call(client)).await {
+                        Ok(Ok(value)) => Ok(value),
+                        Ok(Err(status)) => Err(format!("{:?}: {}", status.code(), status.message())),
+                        Err(_) => Err("timed out".to_string()),
+                    }
+                })
+                .await;
+            match result {
+                Ok(value) => return Ok(value),
+                Err(e) => last = format!("{}: {e}", self.members[index].name),
+            }
+        }
+        Err(last)
+    }
+
+    /// A member list, from any running member, that lists peer URL `url`.
+    async fn member_list_naming(&self, url: &str) -> Option<Vec<Member>> {
+        for index in self.active() {
+            if self.members[index].state != MemberState::Up {
+                continue;
+            }
+            let client = client_url(index);
+            let list = self
+                .on_control(async move {
+                    let endpoint = tonic::transport::Endpoint::from_shared(client).ok()?;
+                    let mut client = ClusterClient::new(endpoint.connect_lazy());
+                    let reply = tokio::time::timeout(CONTROL_RPC_TIMEOUT, client.member_list(MemberListRequest {}));
+                    Some(reply.await.ok()?.ok()?.into_inner().members)
+                })
+                .await;
+            if let Some(list) = list.filter(|members| members.iter().any(|m| m.peer_ur_ls.iter().any(|u| u == url))) {
+                return Some(list);
+            }
+        }
+        None
+    }
+
+    /// The member ID of member `index`, from any member that lists it (one that lags or is cut off
+    /// may not yet); `None` if no running member does.
+    async fn member_id(&self, index: usize) -> Option<u64> {
+        let url = peer_url(index);
+        let members = self.member_list_naming(&url).await?;
+        members.iter().find(|m| m.peer_ur_ls.contains(&url)).map(|m| m.id)
+    }
+
+    /// `etcdctl member add` then a new member started with the printed flags; retried while faults
+    /// block it (an add that errs may still have committed: the member list says). Answers the new
+    /// member's index, which is consumed even when the add never went through.
+    pub async fn add_member(&mut self, learner: bool) -> Result<usize, String> {
+        let index = self.members.len();
+        let url = peer_url(index);
+        let deadline = tokio::time::Instant::now() + MEMBERSHIP_CHANGE_LIMIT;
+        let members = loop {
+            let request = MemberAddRequest { peer_ur_ls: vec![url.clone()], is_learner: learner };
+            let added = self
+                .cluster_call(move |mut client| {
+                    let request = request.clone();
+                    async move { client.member_add(request).await.map(|r| r.into_inner().members) }
+                })
+                .await;
+            let error = match added {
+                Ok(members) => break members,
+                Err(e) => e,
+            };
+            // An attempt that erred (a timeout, a lost leader) may have committed: the URL is then
+            // listed, or the next attempt is refused because it exists.
+            if let Some(members) = self.member_list_naming(&url).await {
+                break members;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                self.members.push(SimMember {
+                    name: format!("m{index}"),
+                    ip: member_ip(index),
+                    node: None,
+                    disk: MemDisk::new(),
+                    state: MemberState::Removed,
+                    learner,
+                });
+                return Err(format!("member add m{index}: {error}"));
+            }
+            // Retried, also after "Peer URLs already exists": an earlier attempt committed and the
+            // list naming the member has not reached a member that answers yet.
+            tokio::time::sleep(MEMBERSHIP_RETRY).await;
+        };
+        let mut initial = Vec::new();
+        for member in &members {
+            for peer in &member.peer_ur_ls {
+                let i = index_of_peer_url(peer).ok_or_else(|| format!("member add: unexpected peer URL {peer}"))?;
+                initial.push(format!("m{i}={peer}"));
+            }
+        }
+        self.spawn_member(index, &initial.join(","), "existing", learner)?;
+        Ok(index)
+    }
+
+    /// `etcdctl member remove` of member `index`, retried while faults block it, then its process
+    /// stopped. A member no longer listed counts as removed.
+    pub async fn remove_member(&mut self, index: usize) -> Result<(), String> {
+        if self.members[index].state == MemberState::Removed {
+            return Ok(());
+        }
+        let deadline = tokio::time::Instant::now() + MEMBERSHIP_CHANGE_LIMIT;
+        let outcome = loop {
+            let attempt = match self.member_id(index).await {
+                None => break Ok(()),
+                Some(id) => {
+                    self.cluster_call(move |mut client| async move {
+                        client.member_remove(MemberRemoveRequest { id }).await.map(|_| ())
+                    })
+                    .await
+                }
+            };
+            match attempt {
+                Ok(()) => break Ok(()),
+                // The leader no longer knows it: an earlier attempt that erred committed.
+                Err(e) if e.contains("member not found") => break Ok(()),
+                Err(e) if tokio::time::Instant::now() >= deadline => break Err(format!("member remove m{index}: {e}")),
+                Err(_) => tokio::time::sleep(MEMBERSHIP_RETRY).await,
+            }
+        };
+        if outcome.is_ok() {
+            let member = &mut self.members[index];
+            if let Some(node) = &member.node {
+                if member.state == MemberState::Paused {
+                    self.handle.resume(node.id());
+                }
+                self.handle.kill(node.id());
+            }
+            member.state = MemberState::Removed;
+            let name = member.name.clone();
+            lock(&self.endpoints.0).retain(|(n, _)| *n != name);
+        }
+        outcome
+    }
+
+    /// `etcdctl member promote` of the oldest learner, retried until it has caught up (or faults
+    /// let it); answers the promoted index.
+    pub async fn promote_learner(&mut self) -> Result<Option<usize>, String> {
+        let Some(index) = self.active().into_iter().find(|&i| self.members[i].learner) else { return Ok(None) };
+        let deadline = tokio::time::Instant::now() + MEMBERSHIP_CHANGE_LIMIT;
+        loop {
+            let attempt = match self.member_id(index).await {
+                Some(id) => {
+                    self.cluster_call(move |mut client| async move {
+                        client.member_promote(MemberPromoteRequest { id }).await.map(|_| ())
+                    })
+                    .await
+                }
+                None => Err(format!("no running member lists m{index}")),
+            };
+            let promoted = match attempt {
+                Ok(()) => true,
+                // An earlier attempt that errored may have committed.
+                Err(e) if e.contains("can only promote a learner member") && !e.contains("in sync") => true,
+                Err(e) if tokio::time::Instant::now() >= deadline => {
+                    return Err(format!("member promote m{index}: {e}"))
+                }
+                Err(_) => false,
+            };
+            if promoted {
+                self.members[index].learner = false;
+                return Ok(Some(index));
+            }
+            tokio::time::sleep(MEMBERSHIP_RETRY).await;
+        }
     }
 
     /// How many members the cluster has.
@@ -173,9 +436,18 @@ impl SimCluster {
         self.members[index].state
     }
 
-    /// What members reported when their `run` returned.
+    /// What members not removed reported when their `run` returned (a removed member stops
+    /// itself when it learns of its removal, as etcd's does).
     pub fn exits(&self) -> Vec<String> {
-        lock(&self.exits).clone()
+        let removed: BTreeSet<&str> = (0..self.members.len())
+            .filter(|&i| self.members[i].state == MemberState::Removed)
+            .map(|i| self.members[i].name.as_str())
+            .collect();
+        lock(&self.exits)
+            .iter()
+            .filter(|(name, _)| !removed.contains(name.as_str()))
+            .map(|(name, why)| format!("{name}: {why}"))
+            .collect()
     }
 
     /// `kill -9`: the process dies, the page cache survives (unsynced bytes are kept).
@@ -186,10 +458,13 @@ impl SimCluster {
     /// Power loss: the process dies and the disk keeps what `policy` says of its unsynced writes.
     pub fn power_off(&mut self, index: usize, policy: CrashPolicy<'_>) {
         let member = &mut self.members[index];
-        if member.state == MemberState::Paused {
-            self.handle.resume(member.node.id());
+        let Some(node) = &member.node else { return };
+        match member.state {
+            MemberState::Removed | MemberState::Down => return,
+            MemberState::Paused => self.handle.resume(node.id()),
+            MemberState::Up => {}
         }
-        self.handle.kill(member.node.id());
+        self.handle.kill(node.id());
         member.disk.crash(policy);
         member.state = MemberState::Down;
     }
@@ -197,8 +472,8 @@ impl SimCluster {
     /// Starts a member that is down again (a no-op if it runs).
     pub fn restart(&mut self, index: usize) {
         let member = &mut self.members[index];
-        if member.state == MemberState::Down {
-            self.handle.restart(member.node.id());
+        if let (MemberState::Down, Some(node)) = (member.state, &member.node) {
+            self.handle.restart(node.id());
             member.state = MemberState::Up;
         }
     }
@@ -206,8 +481,8 @@ impl SimCluster {
     /// Freezes a running member (a stop-the-world pause).
     pub fn pause(&mut self, index: usize) {
         let member = &mut self.members[index];
-        if member.state == MemberState::Up {
-            self.handle.pause(member.node.id());
+        if let (MemberState::Up, Some(node)) = (member.state, &member.node) {
+            self.handle.pause(node.id());
             member.state = MemberState::Paused;
         }
     }
@@ -215,16 +490,17 @@ impl SimCluster {
     /// Unfreezes a paused member.
     pub fn resume(&mut self, index: usize) {
         let member = &mut self.members[index];
-        if member.state == MemberState::Paused {
-            self.handle.resume(member.node.id());
+        if let (MemberState::Paused, Some(node)) = (member.state, &member.node) {
+            self.handle.resume(node.id());
             member.state = MemberState::Up;
         }
     }
 
     /// Drops every message from member `from` to member `to` until [`SimCluster::heal_network`].
     pub fn clog(&mut self, from: usize, to: usize) {
+        let (Some(a), Some(b)) = (&self.members[from].node, &self.members[to].node) else { return };
         if from != to && self.clogged.insert((from, to)) {
-            NetSim::current().clog_link(self.members[from].node.id(), self.members[to].node.id());
+            NetSim::current().clog_link(a.id(), b.id());
         }
     }
 
@@ -244,7 +520,9 @@ impl SimCluster {
     pub fn heal_network(&mut self) {
         let net = NetSim::current();
         for (from, to) in std::mem::take(&mut self.clogged) {
-            net.unclog_link(self.members[from].node.id(), self.members[to].node.id());
+            if let (Some(a), Some(b)) = (&self.members[from].node, &self.members[to].node) {
+                net.unclog_link(a.id(), b.id());
+            }
         }
         net.update_config(|c| *c = madsim::net::Config::default());
     }
@@ -287,7 +565,7 @@ impl SimCluster {
     /// The index of the member that leads in the highest term any running member reports.
     pub async fn leader(&self) -> Option<usize> {
         let mut best: Option<(u64, usize)> = None;
-        for index in 0..self.members.len() {
+        for index in self.active() {
             if let Some(status) = self.status(index).await {
                 if status.leader == status.member_id && best.is_none_or(|(term, _)| status.raft_term > term) {
                     best = Some((status.raft_term, index));
@@ -303,7 +581,7 @@ impl SimCluster {
         let deadline = tokio::time::Instant::now() + limit;
         loop {
             let mut statuses = Vec::new();
-            for index in 0..self.members.len() {
+            for index in self.active() {
                 statuses.push(self.status(index).await);
             }
             let all: Option<Vec<MemberStatus>> = statuses.iter().copied().collect();

@@ -1,8 +1,11 @@
 //! Executes a chaos [`Plan`] against a [`SimCluster`]: each step at its time, roles (leader, any
 //! follower) resolved when the step runs, every fault recorded in the history for reports.
 //!
+//! Membership changes run through the etcd API ([`SimCluster::add_member`] and friends); while
+//! one is retried, the plan waits (later steps run late, as an operator's would).
+//!
 //! Not supported by the simulator, recorded as skipped: clock skew (madsim has one global clock,
-//! so a member's clock cannot run apart) and membership changes (detcd has none yet).
+//! so a member's clock cannot run apart).
 
 use std::time::Duration;
 
@@ -167,9 +170,28 @@ impl<'a> Nemesis<'a> {
                     self.record(Some(Healer::Resume(i)), format!("pause {} ({target:?})", self.cluster.name(i)));
                 }
             }
-            Fault::ClockSkew { .. } | Fault::AddMember { .. } | Fault::RemoveMember(_) | Fault::PromoteLearner => {
-                self.skip(fault, "unsupported in the simulator");
+            Fault::ClockSkew { .. } => self.skip(fault, "unsupported in the simulator"),
+            Fault::AddMember { learner } => {
+                let kind = if *learner { "learner" } else { "voter" };
+                match self.cluster.add_member(*learner).await {
+                    Ok(i) => self.record(None, format!("member add {} as a {kind}", self.cluster.name(i))),
+                    Err(e) => self.record(None, format!("member add as a {kind} failed: {e}")),
+                }
             }
+            Fault::RemoveMember(target) => {
+                if let Some(i) = self.resolve(*target).await {
+                    let name = self.cluster.name(i).to_string();
+                    match self.cluster.remove_member(i).await {
+                        Ok(()) => self.record(None, format!("member remove {name} ({target:?})")),
+                        Err(e) => self.record(None, format!("member remove {name} failed: {e}")),
+                    }
+                }
+            }
+            Fault::PromoteLearner => match self.cluster.promote_learner().await {
+                Ok(Some(i)) => self.record(None, format!("member promote {}", self.cluster.name(i))),
+                Ok(None) => self.skip(fault, "no learner"),
+                Err(e) => self.record(None, format!("member promote failed: {e}")),
+            },
         }
     }
 

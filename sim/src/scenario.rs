@@ -22,7 +22,7 @@ use detcd_chaos::workload::{ClientWorkload, WorkloadKind, KEY_PREFIX, KEY_PREFIX
 
 use crate::checks::{Lines, Records};
 use crate::client::{self, now_ns};
-use crate::cluster::{client_url, ClusterOptions, SimCluster};
+use crate::cluster::{client_url, ClusterOptions, Endpoints, SimCluster};
 use crate::lease_client::{self, LeaseClientConfig, LeasePuts, LeaseRecords};
 use crate::nemesis::Nemesis;
 use crate::watcher::{StartFrom, WatchSpec, Watcher};
@@ -186,7 +186,7 @@ pub async fn run_current(scenario: &Scenario) -> RunReport {
     }
     let start = tokio::time::Instant::now();
     let until_ns = scenario.duration.as_nanos() as u64;
-    let clients = spawn_clients(scenario, &recorder, &mut rng, start, until_ns);
+    let clients = spawn_clients(scenario, cluster.endpoints(), &recorder, &mut rng, start, until_ns);
     let extras = Extras::default();
     let watchers = spawn_watchers(scenario, &extras, &mut rng, start);
     let lease_clients = spawn_lease_clients(scenario, &recorder, &extras, &mut rng, start, until_ns);
@@ -252,13 +252,13 @@ fn client_host(name: String, subnet: u8, index: u32) -> madsim::runtime::NodeHan
 
 fn spawn_clients(
     scenario: &Scenario,
+    members: Endpoints,
     recorder: &Recorder,
     rng: &mut Rng,
     start: tokio::time::Instant,
     until_ns: u64,
 ) -> Vec<madsim::task::JoinHandle<()>> {
     let handle = madsim::runtime::Handle::current();
-    let members = members(scenario);
     (0..scenario.clients)
         .map(|c| {
             let ip = IpAddr::V4(Ipv4Addr::new(10, 0, 1 + (c / 250) as u8, (c % 250) as u8 + 1));
@@ -354,7 +354,7 @@ async fn finish(scenario: &Scenario, cluster: &mut SimCluster, run: Run) -> RunR
         violations.push(format!("after healing: {e}"));
     }
     if scenario.lease_clients > 0 {
-        for index in 0..cluster.len() {
+        for index in cluster.active() {
             if let Some(status) = cluster.status(index).await {
                 extras.journal.push(format!("member {} has id {:x}", cluster.name(index), status.member_id));
             }
@@ -367,7 +367,7 @@ async fn finish(scenario: &Scenario, cluster: &mut SimCluster, run: Run) -> RunR
     };
     final_read(cluster, &recorder, start, scenario.clients).await;
     let mut states = Vec::new();
-    for index in 0..cluster.len() {
+    for index in cluster.active() {
         match cluster.local_state(index).await {
             Ok((revision, kvs)) => states.push((cluster.name(index).to_string(), revision, kvs)),
             Err(e) => violations.push(format!("final state: {e}")),
@@ -428,7 +428,7 @@ async fn drain_leases(
         violations.push(format!("after the leases' expiry: {e}"));
     }
     let mut leases = Vec::new();
-    for index in 0..cluster.len() {
+    for index in cluster.active() {
         match cluster.leases(index).await {
             Ok(ids) => leases.push((cluster.name(index).to_string(), ids)),
             Err(e) => violations.push(format!("lease list: {e}")),
@@ -440,7 +440,7 @@ async fn drain_leases(
 /// One linearizable read of every workload key, recorded as an operation of its own client, so
 /// the linearizability check covers the final state too (a lost write shows there).
 async fn final_read(cluster: &SimCluster, recorder: &Recorder, start: tokio::time::Instant, client: u32) {
-    for index in 0..cluster.len() {
+    for index in cluster.active() {
         let request = Request::Range {
             start: detcd_chaos::workload::KEY_PREFIX.to_string(),
             end: detcd_chaos::workload::KEY_PREFIX_END.to_string(),

@@ -86,6 +86,8 @@ suite!(
     watch_leader_kills,
     lease_leader_kills,
     lease_partitions,
+    scale_out_and_in,
+    scale_under_faults,
 );
 
 /// Scenarios whose replays are compared: the KV workload alone, and with watchers and lease
@@ -171,7 +173,7 @@ fn planted_apply_twice_after_restart_is_caught() {
 }
 
 /// Seeds that once found a bug, kept as scenarios of their own (each names the fix).
-const REGRESSIONS: [(&str, u64, &str); 5] = [
+const REGRESSIONS: [(&str, u64, &str); 7] = [
     (
         "leader_kill_loop",
         10,
@@ -188,6 +190,16 @@ const REGRESSIONS: [(&str, u64, &str); 5] = [
         "multi_key_txn",
         2,
         "a member that installed the leader's snapshot took the leader's identity from it (local meta stays out of images)",
+    ),
+    (
+        "scale_under_faults_mixed",
+        11,
+        "a new member asked a peer that had not applied its add, and gave up (join asks every peer; member list shows applied membership)",
+    ),
+    (
+        "scale_under_faults_mixed",
+        17,
+        "a lagging member told a just-added voter it was removed, and the voter stopped (only applied removals count)",
     ),
 ];
 

@@ -1,7 +1,8 @@
 //! Seeded plan generation: alternating quiet and fault windows of the enabled [`FaultKind`]s.
 //!
 //! A plan starts quiet; then each window injects the faults of one kind (or, with
-//! `PlanConfig::overlap_pct`, a process fault together with a network fault), holds them for a
+//! `PlanConfig::overlap_pct`, a process fault together with a network fault, or a membership
+//! change together with either), holds them for a
 //! drawn `fault_ms`, heals exactly what it injected at the window's end, and is followed by a drawn
 //! `quiet_ms`. Windows never overlap, so every window starts from a healed cluster, and a window
 //! only starts if it can end by `duration_ms`: the plan always ends healed.
@@ -377,6 +378,20 @@ impl Generator<'_> {
     fn next_window(&mut self, len_ms: u64) -> Option<Window> {
         let first = self.draw_kind(|_| true)?;
         let overlap = self.cfg.overlap_pct > 0 && self.rng.chance(f64::from(self.cfg.overlap_pct) / 100.0);
+        if first == FaultKind::Membership {
+            // The paired fault is drawn against the members before the change, and healed before
+            // the window's removals: it only names members that exist throughout the window.
+            let paired = match overlap {
+                true => self.draw_kind(|kind| kind.is_network() || kind.is_process()),
+                false => None,
+            };
+            let paired = paired.map(|kind| self.window(kind, len_ms));
+            let membership = self.window(first, len_ms);
+            return Some(match paired {
+                Some(window) => window.merge(membership),
+                None => membership,
+            });
+        }
         let second = match overlap {
             true if first.is_process() => self.draw_kind(FaultKind::is_network),
             true if first.is_network() => self.draw_kind(FaultKind::is_process),
@@ -666,6 +681,25 @@ mod tests {
         let removed_new = plan.faults().any(|fault| matches!(fault, Fault::RemoveMember(Target::Member(m)) if *m >= 3));
         let removed_old = plan.faults().any(|fault| matches!(fault, Fault::RemoveMember(Target::Member(m)) if *m < 3));
         assert!(removed_new || removed_old);
+    }
+
+    #[test]
+    fn membership_changes_overlap_with_partitions_and_kills_and_stay_sound() {
+        let kinds = [FaultKind::Membership, FaultKind::MinorityPartition, FaultKind::KillMember, FaultKind::KillLeader];
+        let mut overlapped = 0;
+        for seed in 0..200 {
+            let cfg = PlanConfig { overlap_pct: 100, ..PlanConfig::new(3, DURATION_MS, &kinds) };
+            // generate() asserts the plan is sound (valid, healed, same member count, max_down).
+            let plan = Plan::generate(&mut Rng::new(seed), &cfg);
+            let paired = plan.steps.windows(2).any(|pair| {
+                let membership = pair.iter().any(|s| matches!(s.action, Action::Fault(Fault::AddMember { .. })));
+                let other =
+                    pair.iter().any(|s| matches!(s.action, Action::Fault(Fault::Kill(_) | Fault::Partition(_))));
+                membership && other
+            });
+            overlapped += usize::from(paired);
+        }
+        assert!(overlapped > 20, "only {overlapped} of 200 plans paired a membership change with a fault");
     }
 
     #[test]

@@ -161,6 +161,11 @@ fn run_scenario(scenario: &Scenario, args: &Args, rows: &mut Vec<CampaignRow>) -
                 report.check_time.as_secs_f64(),
                 report.history_hash
             );
+            for fault in &report.history.faults {
+                eprintln!("  {:>8} ms  {}", fault.start_ns / 1_000_000, fault.description);
+            }
+            let members: Vec<&str> = report.states.iter().map(|(name, _, _)| name.as_str()).collect();
+            eprintln!("  members at the end: {}", members.join(" "));
             for (reason, count) in &report.reasons {
                 eprintln!("  {count:>6}  {reason}");
             }
