@@ -91,6 +91,20 @@ fn retry_until_ok(what: &str, mut f: impl FnMut() -> common::CtlOutput) -> commo
     }
 }
 
+/// Waits until `m`'s member list satisfies `ok`: a member lists the membership it applied, so
+/// right after a change commits one that has not applied it yet still lists the old one (as etcd).
+fn until_listed(what: &str, m: &Member, ok: impl Fn(&[(u64, String, bool)]) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let list = member_list(m);
+        if ok(&list) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{what}: {} lists {list:?}", m.name);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 fn data(m: &Member) -> String {
     etcdctl(&m.endpoint, &["get", "k", "--prefix", "--consistency=s"], None).stdout
 }
@@ -105,7 +119,7 @@ fn scale_three_to_five_to_three_with_writes_throughout() {
     // A learner joins and is promoted once in sync.
     let mut infra4 = Member::new(Server::Detcd, "infra4", &dir.path().join("infra4"), &args);
     let (id4, cluster) = member_add(&members[1], &infra4, true);
-    assert!(member_list(&members[0]).contains(&(id4, String::new(), true)), "an added learner is unstarted");
+    until_listed("an added learner is unstarted", &members[0], |list| list.contains(&(id4, String::new(), true)));
     put(&members[2], "k01", "learner-added");
     join(&mut infra4, cluster);
     put(&infra4, "k02", "through-the-learner");
@@ -113,7 +127,7 @@ fn scale_three_to_five_to_three_with_writes_throughout() {
         etcdctl(&members[0].endpoint, &["member", "promote", &format!("{id4:x}")], None)
     });
     assert!(promoted.stdout.contains(&format!("Member {id4:16x} promoted in cluster")), "{}", promoted.stdout);
-    assert!(member_list(&infra4).contains(&(id4, "infra4".to_string(), false)));
+    until_listed("promoted", &infra4, |list| list.contains(&(id4, "infra4".to_string(), false)));
 
     // A fifth member joins as a voter.
     let mut infra5 = Member::new(Server::Detcd, "infra5", &dir.path().join("infra5"), &args);
@@ -128,8 +142,8 @@ fn scale_three_to_five_to_three_with_writes_throughout() {
     let all: Vec<&Member> = members.iter().collect();
     let status = etcdctl(&endpoints(&all[..1]), &["endpoint", "status", "--cluster", "-w", "table"], None);
     assert_eq!(status.stdout.matches("3.4.23").count(), 5, "{}", status.stdout);
-    assert_eq!(member_list(&members[3]).len(), 5);
-    assert!(member_list(&members[0]).iter().any(|(id, _, learner)| *id == id5 && !learner));
+    until_listed("five members", &members[3], |list| list.len() == 5);
+    until_listed("the fifth a voter", &members[0], |list| list.iter().any(|(id, _, learner)| *id == id5 && !learner));
 
     // Remove the leader and one follower, through a member that stays.
     let (_, leader) = ids(&members[0]);
@@ -146,7 +160,19 @@ fn scale_three_to_five_to_three_with_writes_throughout() {
             etcdctl(&members[stay[1]].endpoint, &["put", &format!("k2{gone}"), "x"], None)
         });
     }
-    assert_eq!(member_list(&members[stay[2]]).len(), 3);
+    until_listed("three members", &members[stay[2]], |list| list.len() == 3);
+    let remaining: Vec<&Member> = stay.iter().map(|&i| &members[i]).collect();
+    let status = etcdctl(&endpoints(&remaining[..1]), &["endpoint", "status", "--cluster", "-w", "table"], None);
+    assert_eq!(status.stdout.matches("3.4.23").count(), 3, "{}", status.stdout);
+    for m in &remaining {
+        assert!(
+            status.stdout.contains(&format!("127.0.0.1:{}", m.client_port)),
+            "{} missing:
+{}",
+            m.name,
+            status.stdout
+        );
+    }
     for &i in &stay {
         put(&members[i], &format!("k3{i}"), "three-again");
     }
@@ -213,6 +239,7 @@ fn bad_membership_changes_get_etcd_errors() {
         "Error: etcdserver: too many learner members in cluster"
     );
     // The unstarted learner never catches up, so it cannot be promoted.
+    until_listed("the learner", &members[0], |list| list.iter().any(|(_, _, l)| *l));
     let (learner, _, _) = member_list(&members[0]).into_iter().find(|(_, _, l)| *l).expect("the learner");
     assert_eq!(
         err(&["member", "promote", &format!("{learner:x}")]),
