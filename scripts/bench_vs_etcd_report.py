@@ -128,14 +128,19 @@ def targets(results):
         note = f" ({failed} failed requests)" if failed else ""
         return ("**met**" if ok else "**missed**") + note
 
+    def throughput_row(load, c, name):
+        """The throughput target of `load` with `c` clients; answers its failed requests."""
+        e_qps, d_qps = (results.median(s, load, "qps", c) for s in SERVERS)
+        failed = sum(results.errors(s, load, c) for s in SERVERS)
+        r = ratio(d_qps, e_qps)
+        ok = None if r is None else r >= THROUGHPUT_FACTOR
+        rows.append((f"{name}, {c} clients: throughput >= {THROUGHPUT_FACTOR:g}x etcd",
+                     f"{fmt(e_qps)} req/s", f"{fmt(d_qps)} req/s", fmt_ratio(r), verdict(ok, failed)))
+        return failed
+
     load, c = "put", TARGET_CLIENTS
-    e_qps, d_qps = (results.median(s, load, "qps", c) for s in SERVERS)
+    failed = throughput_row(load, c, "puts")
     e_p99, d_p99 = (results.median(s, load, "p99_ms", c) for s in SERVERS)
-    failed = sum(results.errors(s, load, c) for s in SERVERS)
-    r = ratio(d_qps, e_qps)
-    ok = None if r is None else r >= THROUGHPUT_FACTOR
-    rows.append((f"puts, {c} clients: throughput >= {THROUGHPUT_FACTOR:g}x etcd",
-                 f"{fmt(e_qps)} req/s", f"{fmt(d_qps)} req/s", fmt_ratio(r), verdict(ok, failed)))
     r = ratio(d_p99, e_p99)
     ok = None if r is None else d_p99 <= e_p99
     rows.append((f"puts, {c} clients: p99 no worse than etcd",
@@ -150,12 +155,7 @@ def targets(results):
 
     for load, name in (("range-l", "linearizable"), ("range-s", "serializable")):
         c = results.clients(load)[0] if results.clients(load) else None
-        e_qps, d_qps = (results.median(s, load, "qps", c) for s in SERVERS)
-        failed = sum(results.errors(s, load, c) for s in SERVERS)
-        r = ratio(d_qps, e_qps)
-        ok = None if r is None else r >= THROUGHPUT_FACTOR
-        rows.append((f"{name} ranges, {c} clients: throughput >= {THROUGHPUT_FACTOR:g}x etcd",
-                     f"{fmt(e_qps)} req/s", f"{fmt(d_qps)} req/s", fmt_ratio(r), verdict(ok, failed)))
+        throughput_row(load, c, f"{name} ranges")
 
     (e_rss, puts), (d_rss, _) = results.rss("etcd"), results.rss("detcd")
     e_max = max(e_rss) if e_rss else None

@@ -230,8 +230,33 @@ impl SimCluster {
         (0..self.members.len()).filter(|&i| self.members[i].state != MemberState::Removed).collect()
     }
 
-    /// Runs a cluster API call on the control host against each active, running member in turn
-    /// until one answers; answers the last error otherwise.
+    /// Indices of the members whose process runs.
+    pub fn running(&self) -> Vec<usize> {
+        (0..self.members.len()).filter(|&i| self.members[i].state == MemberState::Up).collect()
+    }
+
+    /// Runs a cluster API call on the control host against member `index`, bounded by `limit`.
+    async fn call_member<T, F, Fut>(&self, index: usize, limit: Duration, call: F) -> Result<T, String>
+    where
+        T: Send + 'static,
+        F: FnOnce(ClusterClient<Channel>) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = Result<T, tonic::Status>> + Send + 'static,
+    {
+        let url = client_url(index);
+        self.on_control(async move {
+            let endpoint = tonic::transport::Endpoint::from_shared(url).map_err(|e| e.to_string())?;
+            let client = ClusterClient::new(endpoint.connect_lazy());
+            match tokio::time::timeout(limit, call(client)).await {
+                Ok(Ok(value)) => Ok(value),
+                Ok(Err(status)) => Err(format!("{:?}: {}", status.code(), status.message())),
+                Err(_) => Err("timed out".to_string()),
+            }
+        })
+        .await
+    }
+
+    /// Runs a cluster API call against each running member in turn until one answers; answers the
+    /// last error otherwise.
     async fn cluster_call<T, F, Fut>(&self, call: F) -> Result<T, String>
     where
         T: Send + 'static,
@@ -239,24 +264,8 @@ impl SimCluster {
         Fut: std::future::Future<Output = Result<T, tonic::Status>> + Send + 'static,
     {
         let mut last = "no running member".to_string();
-        for index in self.active() {
-            if self.members[index].state != MemberState::Up {
-                continue;
-            }
-            let url = client_url(index);
-            let call = call.clone();
-            let result = self
-                .on_control(async move {
-                    let endpoint = tonic::transport::Endpoint::from_shared(url).map_err(|e| e.to_string())?;
-                    let client = ClusterClient::new(endpoint.connect_lazy());
-                    match tokio::time::timeout(2 * CONTROL_RPC_TIMEOUT, call(client)).await {
-                        Ok(Ok(value)) => Ok(value),
-                        Ok(Err(status)) => Err(format!("{:?}: {}", status.code(), status.message())),
-                        Err(_) => Err("timed out".to_string()),
-                    }
-                })
-                .await;
-            match result {
+        for index in self.running() {
+            match self.call_member(index, 2 * CONTROL_RPC_TIMEOUT, call.clone()).await {
                 Ok(value) => return Ok(value),
                 Err(e) => last = format!("{}: {e}", self.members[index].name),
             }
@@ -266,21 +275,16 @@ impl SimCluster {
 
     /// A member list, from any running member, that lists peer URL `url`.
     async fn member_list_naming(&self, url: &str) -> Option<Vec<Member>> {
-        for index in self.active() {
-            if self.members[index].state != MemberState::Up {
-                continue;
-            }
-            let client = client_url(index);
+        for index in self.running() {
             let list = self
-                .on_control(async move {
-                    let endpoint = tonic::transport::Endpoint::from_shared(client).ok()?;
-                    let mut client = ClusterClient::new(endpoint.connect_lazy());
-                    let reply = tokio::time::timeout(CONTROL_RPC_TIMEOUT, client.member_list(MemberListRequest {}));
-                    Some(reply.await.ok()?.ok()?.into_inner().members)
+                .call_member(index, CONTROL_RPC_TIMEOUT, |mut client| async move {
+                    client.member_list(MemberListRequest {}).await.map(|r| r.into_inner().members)
                 })
                 .await;
-            if let Some(list) = list.filter(|members| members.iter().any(|m| m.peer_ur_ls.iter().any(|u| u == url))) {
-                return Some(list);
+            if let Ok(list) = list {
+                if list.iter().any(|m| m.peer_ur_ls.iter().any(|u| u == url)) {
+                    return Some(list);
+                }
             }
         }
         None

@@ -15,7 +15,7 @@ use detcd_chaos::plan::{Action, DiskFault, Fault, Heal, Partition, Plan, Target}
 use detcd_chaos::rng::Rng;
 
 use crate::client::now_ns;
-use crate::cluster::{MemberState, SimCluster};
+use crate::cluster::SimCluster;
 
 /// Runs the plan's steps in order, sleeping until each one's time.
 pub struct Nemesis<'a> {
@@ -107,21 +107,17 @@ impl<'a> Nemesis<'a> {
         });
     }
 
-    fn running(&self) -> Vec<usize> {
-        (0..self.cluster.len()).filter(|&i| self.cluster.state(i) == MemberState::Up).collect()
-    }
-
     /// The member a target names now, if any runs.
     async fn resolve(&mut self, target: Target) -> Option<usize> {
         match target {
             Target::Member(i) => (i < self.cluster.len()).then_some(i),
             Target::Leader => match self.cluster.leader().await {
                 Some(leader) => Some(leader),
-                None => self.pick(&self.running()),
+                None => self.pick(&self.cluster.running()),
             },
             Target::AnyFollower => {
                 let leader = self.cluster.leader().await;
-                let followers: Vec<usize> = self.running().into_iter().filter(|&i| Some(i) != leader).collect();
+                let followers: Vec<usize> = self.cluster.running().into_iter().filter(|&i| Some(i) != leader).collect();
                 self.pick(&followers)
             }
         }

@@ -73,7 +73,11 @@ pub struct MemberInfo {
 fn members(raft: &Raft) -> BTreeMap<u64, (MemberNode, bool)> {
     let metrics = raft.metrics();
     let m = metrics.borrow();
-    let membership = m.membership_config.membership();
+    with_roles(m.membership_config.membership())
+}
+
+/// Every member of `membership` with whether it is a learner.
+fn with_roles(membership: &openraft::Membership<u64, MemberNode>) -> BTreeMap<u64, (MemberNode, bool)> {
     let voters: BTreeSet<u64> = membership.voter_ids().collect();
     membership.nodes().map(|(id, node)| (*id, (node.clone(), !voters.contains(id)))).collect()
 }
@@ -81,23 +85,14 @@ fn members(raft: &Raft) -> BTreeMap<u64, (MemberNode, bool)> {
 /// The membership this member applied (so committed), in ID order: what etcd's member list shows.
 /// A change still in flight (uncommitted, or committed but not applied here) is not listed; the
 /// safety checks of a change use the effective membership instead ([`members`]), which counts it.
-pub fn members_of(raft: &Raft, store: &SharedStore) -> Vec<MemberInfo> {
-    let applied = super::state_machine::applied_membership(&read_store(store));
-    let Ok(stored) = applied else { return effective_member_list(raft) };
-    let membership = stored.membership();
-    if membership.nodes().next().is_none() {
-        return effective_member_list(raft);
-    }
-    let voters: BTreeSet<u64> = membership.voter_ids().collect();
-    membership
-        .nodes()
-        .map(|(id, node)| MemberInfo { id: *id, peer_urls: node.peer_urls.clone(), learner: !voters.contains(id) })
-        .collect()
-}
-
 /// Before anything is applied (a member that has not caught up yet), the effective membership.
-fn effective_member_list(raft: &Raft) -> Vec<MemberInfo> {
-    members(raft)
+pub fn members_of(raft: &Raft, store: &SharedStore) -> Vec<MemberInfo> {
+    let applied = super::state_machine::applied_membership(&read_store(store))
+        .map(|stored| with_roles(stored.membership()))
+        .ok()
+        .filter(|members| !members.is_empty());
+    applied
+        .unwrap_or_else(|| members(raft))
         .into_iter()
         .map(|(id, (node, learner))| MemberInfo { id, peer_urls: node.peer_urls, learner })
         .collect()
