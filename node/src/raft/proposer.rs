@@ -1,10 +1,10 @@
 //! Group commit: concurrent client requests share one Raft entry, hence one fsync.
 //!
-//! openraft 0.9 waits for each append to be flushed before it takes the next client write, so one
-//! entry per request would mean one fsync per request. The proposer instead queues requests while
-//! earlier batches are in flight, and proposes everything queued as one entry as soon as a batch
-//! slot frees up: under load, batches grow to fill the time an fsync takes; with one client, every
-//! request is proposed at once, alone.
+//! The proposer queues requests while earlier batches are in flight, and proposes everything
+//! queued as one entry as soon as a batch slot frees up: under load, batches grow to fill the time
+//! a replication round trip takes; with one client, every request is proposed at once, alone.
+//! openraft replicates whatever entries are new in one AppendEntries per follower, so the slots
+//! only bound how much is in the Raft pipeline at once.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,8 +16,10 @@ use tokio::sync::{mpsc, oneshot, Semaphore};
 use super::peer::{Method, PeerFault, Peers};
 use super::types::{ApplyError, MemberNode, Raft, Request};
 
-/// Batches proposed but not yet applied, at most (one being flushed, one being applied).
-const BATCHES_IN_FLIGHT_MAX: usize = 2;
+/// Batches proposed but not yet applied, at most. 2 (one being flushed, one being applied) was
+/// right while openraft's leader waited for its own flush; once it no longer did, 8 gave 100
+/// clients ~20% more puts per second, 32 no more than 8 (3 members on 2 cores, detcd-bench).
+const BATCHES_IN_FLIGHT_MAX: usize = 8;
 /// Requests in one entry, at most.
 const BATCH_REQUESTS_MAX: usize = 1_024;
 /// Encoded bytes of one entry, at most (a single larger request still goes alone).

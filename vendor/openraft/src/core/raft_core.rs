@@ -1327,6 +1327,23 @@ where
                 }
             }
 
+            // detcd patch: the leader's own entries reached its disk; count them for the quorum
+            // unless the member stopped leading (or leads again with another vote) meanwhile.
+            Notify::LocalLogFlushed {
+                vote,
+                last_log_id,
+                result,
+            } => {
+                if let Err(e) = result {
+                    return Err(Fatal::from(StorageError::from(StorageIOError::write_logs(AnyError::error(e)))));
+                }
+                if self.does_vote_match(&vote, "LocalLogFlushed") {
+                    if let Ok(mut lh) = self.engine.leader_handler() {
+                        lh.replication_handler().update_local_progress(Some(last_log_id));
+                    }
+                }
+            }
+
             Notify::Network { response } => {
                 //
                 match response {
@@ -1636,6 +1653,17 @@ where
             Command::AppendInputEntries { vote, entries } => {
                 let last_log_id = entries.last().unwrap().get_log_id().clone();
                 tracing::debug!("AppendInputEntries: {}", DisplaySlice::<_>(&entries),);
+
+                // detcd patch: a leader does not wait for its own flush. The entries go to the
+                // followers at once (as etcd's leader sends while it writes its WAL); the leader
+                // counts itself towards a quorum for them only when `Notify::LocalLogFlushed`
+                // says they are on its disk. A follower still answers only after its flush.
+                let leading = self.engine.leader.as_ref().is_some_and(|l| l.vote == vote);
+                if leading {
+                    let callback = LogFlushed::new_leader(vote, last_log_id, self.tx_notify.clone());
+                    self.log_store.append(entries, callback).await?;
+                    return Ok(None);
+                }
 
                 self.append_to_log(entries, vote, last_log_id.clone()).await?;
 

@@ -51,6 +51,11 @@ use crate::storage::RaftLogReader;
 use crate::storage::RaftLogStorage;
 use crate::storage::Snapshot;
 use crate::type_config::alias::InstantOf;
+
+/// detcd patch: how long a newly committed index waits to ride on the next AppendEntries with
+/// entries before it is sent alone. Only one AppendEntries is in flight per follower: sent at once,
+/// a commit-only RPC held back the next write's entries for a whole round trip.
+const COMMIT_LINGER: Duration = Duration::from_micros(1500);
 use crate::type_config::alias::JoinHandleOf;
 use crate::type_config::alias::LogIdOf;
 use crate::type_config::TypeConfigExt;
@@ -142,6 +147,9 @@ where
     /// Next replication action to run.
     next_action: Option<Data<C>>,
 
+    /// detcd patch: `committed` moved since the last AppendEntries sent (see `COMMIT_LINGER`).
+    commit_unsent: bool,
+
     /// Appropriate number of entries to send.
     /// This is only used by AppendEntries RPC.
     entries_hint: ReplicationHint,
@@ -197,6 +205,7 @@ where
             rx_event,
             weak_tx_event: tx_event.downgrade(),
             next_action: None,
+            commit_unsent: false,
             entries_hint: Default::default(),
         };
 
@@ -214,9 +223,16 @@ where
             let action = self.next_action.take();
 
             let Some(d) = action else {
+                if self.commit_unsent && self.backoff.is_none() {
+                    self.linger_for_entries().await?;
+                    continue;
+                }
                 self.drain_events_with_backoff().await?;
                 continue;
             };
+
+            // Every AppendEntries carries `committed`.
+            self.commit_unsent = false;
 
             // Backup the log data for retrying.
             let mut log_data = None;
@@ -316,6 +332,23 @@ where
             };
 
             self.drain_events_with_backoff().await?;
+        }
+    }
+
+    /// detcd patch: waits up to `COMMIT_LINGER` for entries (or any other event) to send along
+    /// with the new committed index; if none comes, sends the index alone.
+    async fn linger_for_entries(&mut self) -> Result<(), ReplicationClosed> {
+        match C::timeout(COMMIT_LINGER, self.rx_event.recv()).await {
+            Ok(Some(event)) => {
+                self.process_event(event);
+                self.try_drain_events().await
+            }
+            Ok(None) => Err(ReplicationClosed::new("rx_repl is closed in linger_for_entries()")),
+            Err(_) => {
+                self.commit_unsent = false;
+                self.next_action = Some(Data::new_heartbeat());
+                Ok(())
+            }
         }
     }
 
@@ -679,9 +712,10 @@ where
 
                 self.committed = c;
 
-                // If there is no action, fill in an heartbeat action to send committed index.
+                // If there is no action, send the committed index soon: with the next entries, or
+                // alone after `COMMIT_LINGER` (detcd patch; openraft sent a heartbeat at once).
                 if self.next_action.is_none() {
-                    self.next_action = Some(Data::new_heartbeat());
+                    self.commit_unsent = true;
                 }
             }
             Replicate::Heartbeat => {
