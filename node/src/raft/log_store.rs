@@ -6,12 +6,15 @@
 //! are flushed — so a member counts itself in a quorum only for entries on stable storage, and many
 //! concurrent proposals share one fsync.
 //!
-//! Entries not yet purged are also kept in memory for the log readers (replication, apply).
+//! The newest entries are also kept in memory for the log readers (replication, apply), up to
+//! [`CACHE_BYTES_MAX`] of them once they are durable; older ones are read back from the WAL (a
+//! follower catching up). Unbounded, the cache held every entry since the last snapshot: with
+//! etcd's default `--snapshot-count` of 100,000, tens of MiB per member.
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::ops::RangeBounds;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use openraft::storage::{LogFlushed, RaftLogStorage};
@@ -22,7 +25,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::planted::{is_planted, Bug};
 
 use super::types::{Entry, LogId, StorageError, TypeConfig, Vote};
-use crate::storage::{Disk, Wal};
+use crate::storage::{read_record, Disk, RecordLoc, Wal};
 
 /// Records queued for the writer before `append` waits (bounds memory under overload).
 const WRITE_QUEUE_OPS_MAX: usize = 16_384;
@@ -30,6 +33,8 @@ const WRITE_QUEUE_OPS_MAX: usize = 16_384;
 const WRITE_BATCH_OPS_MAX: usize = 4_096;
 /// A segment past this size is closed and a new one started.
 const SEGMENT_BYTES_TARGET: u64 = 64 * 1024 * 1024;
+/// Encoded bytes of durable entries the cache keeps in memory; older ones are read from the WAL.
+const CACHE_BYTES_MAX: u64 = 8 * 1024 * 1024;
 
 /// One record of the Raft log in the WAL.
 #[derive(Debug, Serialize, Deserialize)]
@@ -43,31 +48,68 @@ enum WalRecord {
     Purge(LogId),
 }
 
+/// One entry of the log view: in memory, or only in the WAL.
+#[derive(Debug)]
+enum Slot {
+    /// `loc` is known once the entry is durable; only then may it leave memory.
+    Mem {
+        entry: Entry,
+        bytes: u64,
+        loc: Option<RecordLoc>,
+    },
+    Wal {
+        log_id: LogId,
+        loc: RecordLoc,
+    },
+}
+
+impl Slot {
+    fn log_id(&self) -> LogId {
+        match self {
+            Slot::Mem { entry, .. } => *entry.get_log_id(),
+            Slot::Wal { log_id, .. } => *log_id,
+        }
+    }
+
+    fn mem_bytes(&self) -> u64 {
+        match self {
+            Slot::Mem { bytes, .. } => *bytes,
+            Slot::Wal { .. } => 0,
+        }
+    }
+}
+
 /// What the in-memory view of the log holds.
 #[derive(Debug, Default)]
 struct LogCache {
-    entries: BTreeMap<u64, Entry>,
+    entries: BTreeMap<u64, Slot>,
+    /// Sum of the `bytes` of the entries held in memory.
+    mem_bytes: u64,
+    /// Every entry below this index is only in the WAL (entries leave memory oldest first).
+    mem_from: u64,
     last_purged: Option<LogId>,
     vote: Option<Vote>,
     committed: Option<LogId>,
 }
 
 impl LogCache {
-    fn apply(&mut self, record: &WalRecord) {
+    /// Applies a record; `loc` is where it is in the WAL if it is known to be durable there.
+    fn apply(&mut self, record: &WalRecord, bytes: u64, loc: Option<RecordLoc>) {
         match record {
             WalRecord::Entry(entry) => {
                 let index = entry.get_log_id().index;
                 // An entry at an index we hold replaces it and everything after (a lost truncate).
-                self.entries.split_off(&index);
-                self.entries.insert(index, entry.clone());
+                self.remove_from(index);
+                self.entries.insert(index, Slot::Mem { entry: entry.clone(), bytes, loc });
+                self.mem_bytes += bytes;
             }
             WalRecord::Vote(vote) => self.vote = Some(*vote),
             WalRecord::Committed(committed) => self.committed = *committed,
-            WalRecord::Truncate(index) => {
-                self.entries.split_off(index);
-            }
+            WalRecord::Truncate(index) => self.remove_from(*index),
             WalRecord::Purge(log_id) => {
-                self.entries = self.entries.split_off(&(log_id.index + 1));
+                let kept = self.entries.split_off(&(log_id.index + 1));
+                self.mem_bytes -= self.entries.values().map(Slot::mem_bytes).sum::<u64>();
+                self.entries = kept;
                 if self.last_purged.is_none_or(|p| p.index < log_id.index) {
                     self.last_purged = Some(*log_id);
                 }
@@ -75,8 +117,53 @@ impl LogCache {
         }
     }
 
+    fn remove_from(&mut self, index: u64) {
+        self.mem_from = self.mem_from.min(index);
+        let removed = self.entries.split_off(&index);
+        self.mem_bytes -= removed.values().map(Slot::mem_bytes).sum::<u64>();
+    }
+
     fn last_log_id(&self) -> Option<LogId> {
-        self.entries.values().next_back().map(|e| *e.get_log_id()).or(self.last_purged)
+        self.entries.values().next_back().map(Slot::log_id).or(self.last_purged)
+    }
+
+    /// Records where durable entries are in the WAL, then moves the oldest durable entries out of
+    /// memory while it holds more than `max_bytes`.
+    fn note_durable(&mut self, written: &[(LogId, RecordLoc)], max_bytes: u64) {
+        for (log_id, at) in written {
+            if let Some(Slot::Mem { entry, loc, .. }) = self.entries.get_mut(&log_id.index) {
+                // The entry may have been replaced (truncated, appended again) since it was written.
+                if entry.get_log_id() == log_id {
+                    *loc = Some(*at);
+                }
+            }
+        }
+        let mut evict = Vec::new();
+        let mut mem_bytes = self.mem_bytes;
+        for (index, slot) in self.entries.range(self.mem_from..) {
+            if mem_bytes <= max_bytes {
+                break;
+            }
+            match slot {
+                Slot::Wal { .. } => {}
+                Slot::Mem { loc: Some(_), bytes, .. } => {
+                    mem_bytes -= bytes;
+                    evict.push(*index);
+                }
+                // Not durable yet, and neither is anything after it.
+                Slot::Mem { loc: None, .. } => break,
+            }
+        }
+        for index in evict {
+            self.mem_from = index + 1;
+            if let Some(slot) = self.entries.get_mut(&index) {
+                if let Slot::Mem { entry, bytes, loc: Some(loc) } = slot {
+                    let log_id = *entry.get_log_id();
+                    self.mem_bytes -= *bytes;
+                    *slot = Slot::Wal { log_id, loc: *loc };
+                }
+            }
+        }
     }
 }
 
@@ -105,10 +192,19 @@ struct WriteOp {
     done: Option<Completion>,
 }
 
-/// The shared in-memory view; readers and the store see the same cache.
+/// The shared in-memory view; readers and the store see the same cache. Entries no longer in
+/// memory are read from the WAL in `dir`.
 #[derive(Clone)]
 pub struct LogReader {
     cache: Arc<Mutex<LogCache>>,
+    disk: Arc<dyn Disk>,
+    dir: PathBuf,
+}
+
+/// An entry as a reader finds it in the cache.
+enum Found {
+    Mem(Entry),
+    Wal(LogId, RecordLoc),
 }
 
 fn lock(cache: &Mutex<LogCache>) -> MutexGuard<'_, LogCache> {
@@ -121,8 +217,74 @@ impl RaftLogReader<TypeConfig> for LogReader {
         &mut self,
         range: RB,
     ) -> Result<Vec<Entry>, StorageError> {
-        let cache = lock(&self.cache);
-        Ok(cache.entries.range(range).map(|(_, e)| e.clone()).collect())
+        let found: Vec<Found> = lock(&self.cache)
+            .entries
+            .range(range)
+            .map(|(_, slot)| match slot {
+                Slot::Mem { entry, .. } => Found::Mem(entry.clone()),
+                Slot::Wal { log_id, loc } => Found::Wal(*log_id, *loc),
+            })
+            .collect();
+        if found.iter().all(|f| matches!(f, Found::Mem(_))) {
+            return Ok(found.into_iter().filter_map(|f| if let Found::Mem(e) = f { Some(e) } else { None }).collect());
+        }
+        let (disk, dir) = (self.disk.clone(), self.dir.clone());
+        let read = crate::runtime::run_blocking(move || read_found(disk.as_ref(), &dir, found)).await;
+        let (entries, failure) = read;
+        if let Some((log_id, loc, error)) = failure {
+            // A purge may have removed the entry (and its segment) after the cache named it: the
+            // caller gets the entries before it, as the log now holds them. Anything else is a
+            // damaged log.
+            let still_there = matches!(lock(&self.cache).entries.get(&log_id.index),
+                Some(Slot::Wal { log_id: l, loc: at }) if *l == log_id && *at == loc);
+            if still_there {
+                return Err(StorageIOError::read_logs(AnyError::error(error)).into());
+            }
+        }
+        Ok(entries)
+    }
+}
+
+/// Resolves what the cache found, reading entries that left memory from the WAL; stops at the
+/// first that cannot be read, and reports it.
+fn read_found(disk: &dyn Disk, dir: &Path, found: Vec<Found>) -> (Vec<Entry>, Option<(LogId, RecordLoc, String)>) {
+    let mut entries = Vec::with_capacity(found.len());
+    for f in found {
+        match f {
+            Found::Mem(entry) => entries.push(entry),
+            Found::Wal(log_id, loc) => {
+                let record = read_record(disk, dir, loc).map_err(|e| e.to_string()).and_then(|bytes| {
+                    bincode::deserialize::<WalRecord>(&bytes).map_err(|e| format!("record does not decode: {e}"))
+                });
+                match record {
+                    Ok(WalRecord::Entry(entry)) if *entry.get_log_id() == log_id => entries.push(entry),
+                    Ok(other) => {
+                        let error = format!("WAL record at {loc:?} is {other:?}, expected entry {log_id}");
+                        return (entries, Some((log_id, loc, error)));
+                    }
+                    Err(error) => return (entries, Some((log_id, loc, error))),
+                }
+            }
+        }
+    }
+    (entries, None)
+}
+
+/// The bytes an entry is counted for in the cache (its requests, plus a little for the rest).
+fn entry_bytes(entry: &Entry) -> u64 {
+    const OVERHEAD: u64 = 64;
+    match &entry.payload {
+        openraft::EntryPayload::Normal(request) => {
+            OVERHEAD + request.batch.iter().map(|r| r.len() as u64 + 24).sum::<u64>()
+        }
+        _ => OVERHEAD * 4,
+    }
+}
+
+fn record_bytes(record: &WalRecord) -> u64 {
+    match record {
+        WalRecord::Entry(entry) => entry_bytes(entry),
+        _ => 0,
     }
 }
 
@@ -139,22 +301,24 @@ fn stopped() -> StorageError {
 impl LogStore {
     /// Opens (or creates) the log in `dir`, replays it, and starts the writer task.
     pub fn open(disk: Arc<dyn Disk>, dir: &Path) -> Result<LogStore, crate::storage::StorageError> {
-        let (wal, segments) = Wal::open(disk, dir)?;
+        let (wal, segments) = Wal::open(disk.clone(), dir)?;
         let mut cache = LogCache::default();
         let mut segment_last_index = BTreeMap::new();
         for segment in segments {
-            for (i, bytes) in segment.records.iter().enumerate() {
+            for ((i, bytes), loc) in segment.records.iter().enumerate().zip(segment.locs()) {
                 let record: WalRecord =
                     bincode::deserialize(bytes).map_err(|e| crate::storage::StorageError::Corrupt {
                         file: dir.join(format!("{:016x}.wal", segment.seq)),
-                        offset: i as u64,
+                        offset: loc.offset,
                         reason: format!("record {i} does not decode: {e}"),
                     })?;
                 if let WalRecord::Entry(entry) = &record {
                     segment_last_index.insert(segment.seq, entry.get_log_id().index);
                 }
-                cache.apply(&record);
+                // Recovered records are durable (the WAL made them so).
+                cache.apply(&record, record_bytes(&record), Some(loc));
             }
+            cache.note_durable(&[], CACHE_BYTES_MAX);
         }
         restart_as_follower(&mut cache);
         tracing::info!(
@@ -170,13 +334,14 @@ impl LogStore {
             segment_last_index,
         };
         let (tx, rx) = mpsc::channel(WRITE_QUEUE_OPS_MAX);
-        crate::runtime::spawn(writer_loop(wal, rx, state));
-        Ok(LogStore { reader: LogReader { cache: Arc::new(Mutex::new(cache)) }, writer: tx })
+        let cache = Arc::new(Mutex::new(cache));
+        crate::runtime::spawn(writer_loop(wal, rx, state, cache.clone()));
+        Ok(LogStore { reader: LogReader { cache, disk, dir: dir.to_path_buf() }, writer: tx })
     }
 
     /// Queues a record; the in-memory view changes at once, the disk at the next group commit.
     async fn submit(&self, record: WalRecord, done: Option<Completion>) -> Result<(), StorageError> {
-        lock(&self.reader.cache).apply(&record);
+        lock(&self.reader.cache).apply(&record, record_bytes(&record), None);
         self.writer.send(WriteOp { record, done }).await.map_err(|_| stopped())
     }
 
@@ -215,7 +380,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn save_vote(&mut self, vote: &Vote) -> Result<(), StorageError> {
         if is_planted(Bug::VoteNotPersisted) {
-            lock(&self.reader.cache).apply(&WalRecord::Vote(*vote));
+            lock(&self.reader.cache).apply(&WalRecord::Vote(*vote), 0, None);
             return Ok(());
         }
         self.submit_durable(WalRecord::Vote(*vote)).await
@@ -279,8 +444,10 @@ struct WriterState {
 }
 
 /// Owns the WAL: batches queued records, one fsync per batch, completes callbacks in order.
-async fn writer_loop(wal: Wal, mut rx: mpsc::Receiver<WriteOp>, mut state: WriterState) {
+async fn writer_loop(wal: Wal, mut rx: mpsc::Receiver<WriteOp>, mut state: WriterState, cache: Arc<Mutex<LogCache>>) {
     let mut wal = Some(wal);
+    // Entries written since the last fsync, and where.
+    let mut unsynced: Vec<(LogId, RecordLoc)> = Vec::new();
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
         while batch.len() < WRITE_BATCH_OPS_MAX {
@@ -294,7 +461,7 @@ async fn writer_loop(wal: Wal, mut rx: mpsc::Receiver<WriteOp>, mut state: Write
         for op in batch {
             state.note(&op.record);
             match bincode::serialize(&op.record) {
-                Ok(bytes) => encoded.push((bytes, entry_index(&op.record))),
+                Ok(bytes) => encoded.push((bytes, entry_log_id(&op.record))),
                 Err(e) => panic!("a raft log record must always encode: {e}"),
             }
             completions.extend(op.done);
@@ -312,7 +479,11 @@ async fn writer_loop(wal: Wal, mut rx: mpsc::Receiver<WriteOp>, mut state: Write
         .await;
         wal = Some(owned);
         state.segment_last_index = segments;
-        let outcome = result.map_err(|e| e.to_string());
+        let outcome = result.map(|written| unsynced.extend(written)).map_err(|e| e.to_string());
+        if outcome.is_ok() && must_sync {
+            lock(&cache).note_durable(&unsynced, CACHE_BYTES_MAX);
+            unsynced.clear();
+        }
         if let Err(e) = &outcome {
             tracing::error!(error = %e, "WAL write failed; the member cannot make progress");
         }
@@ -331,31 +502,34 @@ async fn writer_loop(wal: Wal, mut rx: mpsc::Receiver<WriteOp>, mut state: Write
     }
 }
 
-fn entry_index(record: &WalRecord) -> Option<u64> {
+fn entry_log_id(record: &WalRecord) -> Option<LogId> {
     match record {
-        WalRecord::Entry(e) => Some(e.get_log_id().index),
+        WalRecord::Entry(e) => Some(*e.get_log_id()),
         _ => None,
     }
 }
 
 /// Appends a batch, fsyncs it, rotates a full segment and deletes segments wholly purged.
+/// Returns where the batch's entries are in the WAL.
 fn write_batch(
     wal: &mut Wal,
-    encoded: &[(Vec<u8>, Option<u64>)],
+    encoded: &[(Vec<u8>, Option<LogId>)],
     header: &[Vec<u8>],
     purged_index: Option<u64>,
     segment_last_index: &mut BTreeMap<u64, u64>,
     must_sync: bool,
-) -> Result<(), crate::storage::StorageError> {
+) -> Result<Vec<(LogId, RecordLoc)>, crate::storage::StorageError> {
     let seq = wal.current_seq();
-    for (bytes, index) in encoded {
-        wal.append(bytes)?;
-        if let Some(index) = index {
-            segment_last_index.insert(seq, *index);
+    let mut written = Vec::new();
+    for (bytes, log_id) in encoded {
+        let loc = wal.append(bytes)?;
+        if let Some(log_id) = log_id {
+            segment_last_index.insert(seq, log_id.index);
+            written.push((*log_id, loc));
         }
     }
     if !must_sync {
-        return Ok(());
+        return Ok(written);
     }
     wal.sync()?;
     if wal.current_len() >= SEGMENT_BYTES_TARGET {
@@ -372,7 +546,7 @@ fn write_batch(
             *segment_last_index = segment_last_index.split_off(&keep_from);
         }
     }
-    Ok(())
+    Ok(written)
 }
 
 impl WriterState {
@@ -424,5 +598,50 @@ mod tests {
         let vote = reopened.read_vote().await.unwrap().unwrap();
         assert_eq!(vote.leader_id, leading.leader_id, "the promise of term 3 is kept");
         assert!(!vote.committed, "but it must win a new election to lead");
+    }
+
+    fn entry(index: u64, fill: u8) -> Entry {
+        let request = super::super::types::Request { batch: vec![vec![fill; 100 * 1024]] };
+        Entry {
+            log_id: LogId::new(openraft::CommittedLeaderId::new(1, 1), index),
+            payload: openraft::EntryPayload::Normal(request),
+        }
+    }
+
+    fn in_memory(store: &LogStore) -> (u64, usize) {
+        let cache = lock(&store.reader.cache);
+        (cache.mem_bytes, cache.entries.values().filter(|s| matches!(s, Slot::Mem { .. })).count())
+    }
+
+    #[tokio::test]
+    async fn durable_entries_past_the_budget_leave_memory_and_read_back_from_the_wal() {
+        let disk: Arc<dyn Disk> = Arc::new(MemDisk::new());
+        let dir = Path::new("/data/member/wal");
+        disk.create_dir_all(dir).unwrap();
+        let written: Vec<Entry> = (1..=120).map(|i| entry(i, i as u8)).collect();
+        let mut store = LogStore::open(disk.clone(), dir).unwrap();
+        for e in &written {
+            store.submit(WalRecord::Entry(e.clone()), None).await.unwrap();
+        }
+        assert_eq!(in_memory(&store).1, 120, "nothing leaves memory before it is durable");
+        store.submit_durable(WalRecord::Committed(None)).await.unwrap();
+        let (bytes, held) = in_memory(&store);
+        assert!(bytes <= CACHE_BYTES_MAX && held < 120 && held > 0, "{bytes} bytes in {held} entries");
+        assert_eq!(store.try_get_log_entries(..).await.unwrap(), written);
+        assert_eq!(store.try_get_log_entries(3..7).await.unwrap(), written[2..6].to_vec());
+
+        // The replayed log keeps to the same budget and reads the same.
+        drop(store);
+        let mut reopened = LogStore::open(disk.clone(), dir).unwrap();
+        assert!(in_memory(&reopened).0 <= CACHE_BYTES_MAX);
+        assert_eq!(reopened.try_get_log_entries(..).await.unwrap(), written);
+
+        // Purged entries are gone; an entry that replaces one read from the WAL is the new one.
+        reopened.purge(*written[49].get_log_id()).await.unwrap();
+        let replacement = entry(51, 0xee);
+        reopened.submit(WalRecord::Entry(replacement.clone()), None).await.unwrap();
+        let expected: Vec<Entry> = vec![replacement];
+        assert_eq!(reopened.try_get_log_entries(..).await.unwrap(), expected);
+        assert_eq!(reopened.get_log_state().await.unwrap().last_log_id, Some(*expected[0].get_log_id()));
     }
 }

@@ -53,6 +53,10 @@ pub trait Disk: Send + Sync + 'static {
     /// The whole current content of file `path`, durable or not (rule 1).
     fn read_all(&self, path: &Path) -> Result<Vec<u8>, StorageError>;
 
+    /// `len` bytes of file `path` from `offset`, durable or not (rule 1); fails if the file is
+    /// shorter.
+    fn read_range(&self, path: &Path, offset: u64, len: usize) -> Result<Vec<u8>, StorageError>;
+
     /// Opens file `path` for appending, creating it empty if missing (the creation is durable only
     /// after `sync_dir` of the parent, rule 2). Writes go to the end of the file.
     fn open_append(&self, path: &Path) -> Result<Box<dyn DiskFile>, StorageError>;
@@ -192,6 +196,13 @@ impl Disk for RealDisk {
 
     fn read_all(&self, path: &Path) -> Result<Vec<u8>, StorageError> {
         fs::read(path).map_err(|e| StorageError::io(path, e))
+    }
+
+    fn read_range(&self, path: &Path, offset: u64, len: usize) -> Result<Vec<u8>, StorageError> {
+        let file = File::open(path).map_err(|e| StorageError::io(path, e))?;
+        let mut out = vec![0u8; len];
+        file.read_exact_at(&mut out, offset).map_err(|e| StorageError::io(path, e))?;
+        Ok(out)
     }
 
     fn open_append(&self, path: &Path) -> Result<Box<dyn DiskFile>, StorageError> {

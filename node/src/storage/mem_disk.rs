@@ -423,6 +423,17 @@ impl Disk for MemDisk {
         Ok(state.inode_mut(path, id)?.data.clone())
     }
 
+    fn read_range(&self, path: &Path, offset: u64, len: usize) -> Result<Vec<u8>, StorageError> {
+        let mut state = self.lock();
+        let id = state.lookup(path)?;
+        let data = &state.inode_mut(path, id)?.data;
+        let start = usize::try_from(offset).unwrap_or(usize::MAX);
+        match start.checked_add(len).and_then(|end| data.get(start..end)) {
+            Some(bytes) => Ok(bytes.to_vec()),
+            None => Err(io_error(path, io::ErrorKind::UnexpectedEof, "read past the end of the file")),
+        }
+    }
+
     fn open_append(&self, path: &Path) -> Result<Box<dyn DiskFile>, StorageError> {
         self.open_file(path, OpenMode::Append)
     }

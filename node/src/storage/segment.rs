@@ -92,6 +92,25 @@ pub(super) fn encode_record(buf: &mut Vec<u8>, payload: &[u8]) {
     buf.extend_from_slice(payload);
 }
 
+/// Checks one framed record read back from `file` at `offset` (`framed`: its header and payload)
+/// and returns its payload.
+pub(super) fn decode_record(file: &Path, offset: u64, framed: &[u8]) -> Result<Vec<u8>, StorageError> {
+    let header = RECORD_HEADER_BYTES as usize;
+    if framed.len() < header {
+        return Err(StorageError::corrupt(file, offset, "record shorter than its header".to_string()));
+    }
+    let len = u32_at(framed, 0);
+    let payload = &framed[header..];
+    if len as usize != payload.len() {
+        let reason = format!("record holds {len} bytes, {} expected", payload.len());
+        return Err(StorageError::corrupt(file, offset, reason));
+    }
+    if u32_at(framed, 4) != checksum(len.to_le_bytes(), payload) {
+        return Err(StorageError::corrupt(file, offset, "record checksum mismatch".to_string()));
+    }
+    Ok(payload.to_vec())
+}
+
 /// A segment as decoded from its bytes.
 #[derive(Debug, PartialEq, Eq)]
 pub(super) struct Decoded {

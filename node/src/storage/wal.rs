@@ -32,8 +32,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::segment::{
-    classify, decode_segment, encode_header, encode_record, segment_path, tmp_path, EntryKind, RECORD_BYTES_MAX,
-    RECORD_HEADER_BYTES,
+    classify, decode_record, decode_segment, encode_header, encode_record, segment_path, tmp_path, EntryKind,
+    RECORD_BYTES_MAX, RECORD_HEADER_BYTES, SEGMENT_HEADER_BYTES,
 };
 use super::{Disk, DiskFile, StorageError};
 
@@ -47,6 +47,22 @@ pub const SEGMENT_BYTES_MAX: u64 = 1024 * 1024 * 1024;
 /// file without syncing, to bound the WAL's memory between syncs.
 pub const WRITE_BUFFER_BYTES_MAX: usize = 4 * 1024 * 1024;
 
+/// Where a record is: its segment, the offset of its frame in the segment, its payload length.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RecordLoc {
+    pub seq: u64,
+    pub offset: u64,
+    pub len: u32,
+}
+
+/// Reads back, and checks, the record at `loc` of the WAL in `dir`. The record must have been
+/// written (appended and synced, or recovered) and its segment not removed since.
+pub fn read_record(disk: &dyn Disk, dir: &Path, loc: RecordLoc) -> Result<Vec<u8>, StorageError> {
+    let path = segment_path(dir, loc.seq);
+    let framed = disk.read_range(&path, loc.offset, RECORD_HEADER_BYTES as usize + loc.len as usize)?;
+    decode_record(&path, loc.offset, &framed)
+}
+
 /// One segment as recovered by [`Wal::open`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Segment {
@@ -54,6 +70,21 @@ pub struct Segment {
     pub seq: u64,
     /// Its records, in append order (header records first).
     pub records: Vec<Vec<u8>>,
+}
+
+impl Segment {
+    /// Where each of its records is, in the same order as `records`.
+    pub fn locs(&self) -> Vec<RecordLoc> {
+        let mut offset = SEGMENT_HEADER_BYTES;
+        self.records
+            .iter()
+            .map(|record| {
+                let loc = RecordLoc { seq: self.seq, offset, len: record.len() as u32 };
+                offset += RECORD_HEADER_BYTES + record.len() as u64;
+                loc
+            })
+            .collect()
+    }
 }
 
 /// A segmented, append-only, checksummed record log; see the module doc.
@@ -179,20 +210,22 @@ impl Wal {
         Ok(())
     }
 
-    /// Appends one record to the current segment. Not durable until [`Wal::sync`] returns `Ok`.
-    /// Fails with [`StorageError::RecordTooLarge`] past [`RECORD_BYTES_MAX`], and with
-    /// [`StorageError::SegmentFull`] if the segment would pass [`SEGMENT_BYTES_MAX`].
-    pub fn append(&mut self, payload: &[u8]) -> Result<(), StorageError> {
+    /// Appends one record to the current segment and returns where it is, for [`read_record`].
+    /// Not durable until [`Wal::sync`] returns `Ok`. Fails with [`StorageError::RecordTooLarge`]
+    /// past [`RECORD_BYTES_MAX`], and with [`StorageError::SegmentFull`] if the segment would pass
+    /// [`SEGMENT_BYTES_MAX`].
+    pub fn append(&mut self, payload: &[u8]) -> Result<RecordLoc, StorageError> {
         self.check_usable()?;
         let framed_bytes = check_record_len(payload)?;
         if self.current_len() + framed_bytes > SEGMENT_BYTES_MAX {
             return Err(StorageError::SegmentFull { seq: self.seq, max_bytes: SEGMENT_BYTES_MAX });
         }
+        let loc = RecordLoc { seq: self.seq, offset: self.current_len(), len: payload.len() as u32 };
         encode_record(&mut self.buf, payload);
         if self.buf.len() >= self.write_buffer_bytes_max {
             self.write_buffer()?;
         }
-        Ok(())
+        Ok(loc)
     }
 
     /// Hands the buffered records to the file (no sync). Poisons the WAL on failure.
