@@ -115,7 +115,13 @@ pub struct Config {
     pub quota_backend_bytes: u64,
     pub snapshot_count: u64,
     pub log_level: String,
+    /// Bytes of durable Raft entries kept in memory (older ones are read from the WAL). Not a
+    /// flag: etcd has none; the simulator lowers it so that catching up reads the WAL.
+    pub raft_log_cache_bytes: u64,
 }
+
+/// The default of [`Config::raft_log_cache_bytes`].
+pub const RAFT_LOG_CACHE_BYTES_DEFAULT: u64 = 8 * 1024 * 1024;
 
 /// What the command line asks for.
 #[derive(Debug)]
@@ -335,6 +341,7 @@ fn build(values: &BTreeMap<&'static str, String>, given: &BTreeMap<&'static str,
         max_txn_ops,
         quota_backend_bytes: if quota == 0 { QUOTA_BACKEND_BYTES_DEFAULT } else { quota },
         snapshot_count: number(values, "snapshot-count")?,
+        raft_log_cache_bytes: RAFT_LOG_CACHE_BYTES_DEFAULT,
         log_level,
     };
     validate_membership(&config, given)?;

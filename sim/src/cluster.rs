@@ -38,6 +38,9 @@ const MEMBERSHIP_CHANGE_LIMIT: Duration = Duration::from_secs(30);
 /// The pause between attempts of a membership change.
 const MEMBERSHIP_RETRY: Duration = Duration::from_millis(500);
 
+/// Bytes of durable Raft entries a simulated member keeps in memory (see `spawn_member`).
+const SIM_RAFT_LOG_CACHE_BYTES: u64 = 16 * 1024;
+
 /// Cluster settings a scenario chooses (the rest are etcd's defaults).
 #[derive(Debug, Clone)]
 pub struct ClusterOptions {
@@ -182,11 +185,15 @@ impl SimCluster {
     fn spawn_member(&mut self, index: usize, initial_cluster: &str, state: &str, learner: bool) -> Result<(), String> {
         assert_eq!(index, self.members.len(), "member indices are handed out in order");
         let args = member_args(index, &self.options, initial_cluster, state);
-        let config = match detcd::config::parse(&args, &BTreeMap::new()) {
+        let mut config = match detcd::config::parse(&args, &BTreeMap::new()) {
             Ok(detcd::config::Command::Run(config)) => config,
             Ok(_) => return Err("member flags did not describe a run".to_string()),
             Err(e) => return Err(format!("member flags rejected: {e}")),
         };
+        // Simulated runs write far less than the real default keeps in memory: a small cache makes
+        // a member that catches up read entries back from its WAL, as a real one does after a
+        // long partition.
+        config.raft_log_cache_bytes = SIM_RAFT_LOG_CACHE_BYTES;
         let disk = MemDisk::new();
         let name = format!("m{index}");
         let node = {

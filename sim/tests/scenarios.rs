@@ -173,7 +173,7 @@ fn planted_apply_twice_after_restart_is_caught() {
 }
 
 /// Seeds that once found a bug, kept as scenarios of their own (each names the fix).
-const REGRESSIONS: [(&str, u64, &str); 7] = [
+const REGRESSIONS: [(&str, u64, &str); 8] = [
     (
         "leader_kill_loop",
         10,
@@ -200,6 +200,11 @@ const REGRESSIONS: [(&str, u64, &str); 7] = [
         "scale_under_faults_mixed",
         17,
         "a lagging member told a just-added voter it was removed, and the voter stopped (only applied removals count)",
+    ),
+    (
+        "power_loss_torn_writes",
+        302,
+        "power went after a snapshot install, before the log's purge record was durable: the member refused to start (a log behind the database now counts as purged up to the applied entry)",
     ),
 ];
 

@@ -7,7 +7,7 @@
 //! concurrent proposals share one fsync.
 //!
 //! The newest entries are also kept in memory for the log readers (replication, apply), up to
-//! [`CACHE_BYTES_MAX`] of them once they are durable; older ones are read back from the WAL (a
+//! [`crate::config::Config::raft_log_cache_bytes`] of them once they are durable; older ones are read back from the WAL (a
 //! follower catching up). Unbounded, the cache held every entry since the last snapshot: with
 //! etcd's default `--snapshot-count` of 100,000, tens of MiB per member.
 
@@ -33,8 +33,6 @@ const WRITE_QUEUE_OPS_MAX: usize = 16_384;
 const WRITE_BATCH_OPS_MAX: usize = 4_096;
 /// A segment past this size is closed and a new one started.
 const SEGMENT_BYTES_TARGET: u64 = 64 * 1024 * 1024;
-/// Encoded bytes of durable entries the cache keeps in memory; older ones are read from the WAL.
-const CACHE_BYTES_MAX: u64 = 8 * 1024 * 1024;
 
 /// One record of the Raft log in the WAL.
 #[derive(Debug, Serialize, Deserialize)]
@@ -300,7 +298,8 @@ fn stopped() -> StorageError {
 
 impl LogStore {
     /// Opens (or creates) the log in `dir`, replays it, and starts the writer task.
-    pub fn open(disk: Arc<dyn Disk>, dir: &Path) -> Result<LogStore, crate::storage::StorageError> {
+    /// Keeps up to `cache_bytes` of durable entries in memory.
+    pub fn open(disk: Arc<dyn Disk>, dir: &Path, cache_bytes: u64) -> Result<LogStore, crate::storage::StorageError> {
         let (wal, segments) = Wal::open(disk.clone(), dir)?;
         let mut cache = LogCache::default();
         let mut segment_last_index = BTreeMap::new();
@@ -318,7 +317,7 @@ impl LogStore {
                 // Recovered records are durable (the WAL made them so).
                 cache.apply(&record, record_bytes(&record), Some(loc));
             }
-            cache.note_durable(&[], CACHE_BYTES_MAX);
+            cache.note_durable(&[], cache_bytes);
         }
         restart_as_follower(&mut cache);
         tracing::info!(
@@ -335,7 +334,7 @@ impl LogStore {
         };
         let (tx, rx) = mpsc::channel(WRITE_QUEUE_OPS_MAX);
         let cache = Arc::new(Mutex::new(cache));
-        crate::runtime::spawn(writer_loop(wal, rx, state, cache.clone()));
+        crate::runtime::spawn(writer_loop(wal, rx, state, cache.clone(), cache_bytes));
         Ok(LogStore { reader: LogReader { cache, disk, dir: dir.to_path_buf() }, writer: tx })
     }
 
@@ -343,6 +342,13 @@ impl LogStore {
     async fn submit(&self, record: WalRecord, done: Option<Completion>) -> Result<(), StorageError> {
         lock(&self.reader.cache).apply(&record, record_bytes(&record), None);
         self.writer.send(WriteOp { record, done }).await.map_err(|_| stopped())
+    }
+
+    /// Purges the log up to and including `log_id`, and records that entry as committed, before
+    /// openraft starts: for a log found behind the state machine at start-up.
+    pub async fn purge_durably(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        self.submit(WalRecord::Committed(Some(log_id)), None).await?;
+        self.submit_durable(WalRecord::Purge(log_id)).await
     }
 
     /// Queues a record and waits until it is durable.
@@ -444,7 +450,13 @@ struct WriterState {
 }
 
 /// Owns the WAL: batches queued records, one fsync per batch, completes callbacks in order.
-async fn writer_loop(wal: Wal, mut rx: mpsc::Receiver<WriteOp>, mut state: WriterState, cache: Arc<Mutex<LogCache>>) {
+async fn writer_loop(
+    wal: Wal,
+    mut rx: mpsc::Receiver<WriteOp>,
+    mut state: WriterState,
+    cache: Arc<Mutex<LogCache>>,
+    cache_bytes: u64,
+) {
     let mut wal = Some(wal);
     // Entries written since the last fsync, and where.
     let mut unsynced: Vec<(LogId, RecordLoc)> = Vec::new();
@@ -481,7 +493,7 @@ async fn writer_loop(wal: Wal, mut rx: mpsc::Receiver<WriteOp>, mut state: Write
         state.segment_last_index = segments;
         let outcome = result.map(|written| unsynced.extend(written)).map_err(|e| e.to_string());
         if outcome.is_ok() && must_sync {
-            lock(&cache).note_durable(&unsynced, CACHE_BYTES_MAX);
+            lock(&cache).note_durable(&unsynced, cache_bytes);
             unsynced.clear();
         }
         if let Err(e) = &outcome {
@@ -583,6 +595,8 @@ mod tests {
     use super::*;
     use crate::storage::MemDisk;
 
+    const CACHE_BYTES: u64 = crate::config::RAFT_LOG_CACHE_BYTES_DEFAULT;
+
     #[tokio::test]
     async fn a_member_that_led_restarts_with_its_vote_uncommitted() {
         let disk: Arc<dyn Disk> = Arc::new(MemDisk::new());
@@ -590,11 +604,11 @@ mod tests {
         disk.create_dir_all(dir).unwrap();
         let leading = Vote { leader_id: openraft::LeaderId::new(3, 7), committed: true };
         {
-            let mut store = LogStore::open(disk.clone(), dir).unwrap();
+            let mut store = LogStore::open(disk.clone(), dir, CACHE_BYTES).unwrap();
             store.save_vote(&leading).await.unwrap();
             assert_eq!(store.read_vote().await.unwrap(), Some(leading));
         }
-        let mut reopened = LogStore::open(disk, dir).unwrap();
+        let mut reopened = LogStore::open(disk, dir, CACHE_BYTES).unwrap();
         let vote = reopened.read_vote().await.unwrap().unwrap();
         assert_eq!(vote.leader_id, leading.leader_id, "the promise of term 3 is kept");
         assert!(!vote.committed, "but it must win a new election to lead");
@@ -619,21 +633,21 @@ mod tests {
         let dir = Path::new("/data/member/wal");
         disk.create_dir_all(dir).unwrap();
         let written: Vec<Entry> = (1..=120).map(|i| entry(i, i as u8)).collect();
-        let mut store = LogStore::open(disk.clone(), dir).unwrap();
+        let mut store = LogStore::open(disk.clone(), dir, CACHE_BYTES).unwrap();
         for e in &written {
             store.submit(WalRecord::Entry(e.clone()), None).await.unwrap();
         }
         assert_eq!(in_memory(&store).1, 120, "nothing leaves memory before it is durable");
         store.submit_durable(WalRecord::Committed(None)).await.unwrap();
         let (bytes, held) = in_memory(&store);
-        assert!(bytes <= CACHE_BYTES_MAX && held < 120 && held > 0, "{bytes} bytes in {held} entries");
+        assert!(bytes <= CACHE_BYTES && held < 120 && held > 0, "{bytes} bytes in {held} entries");
         assert_eq!(store.try_get_log_entries(..).await.unwrap(), written);
         assert_eq!(store.try_get_log_entries(3..7).await.unwrap(), written[2..6].to_vec());
 
         // The replayed log keeps to the same budget and reads the same.
         drop(store);
-        let mut reopened = LogStore::open(disk.clone(), dir).unwrap();
-        assert!(in_memory(&reopened).0 <= CACHE_BYTES_MAX);
+        let mut reopened = LogStore::open(disk.clone(), dir, CACHE_BYTES).unwrap();
+        assert!(in_memory(&reopened).0 <= CACHE_BYTES);
         assert_eq!(reopened.try_get_log_entries(..).await.unwrap(), written);
 
         // Purged entries are gone; an entry that replaces one read from the WAL is the new one.

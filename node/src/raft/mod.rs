@@ -235,17 +235,23 @@ pub async fn start(config: &Config, disk: Arc<dyn Disk>) -> Result<Node, StartEr
         None
     };
     let (identity, fresh) = identity(&mut store, config, &members, joined)?;
-    let mut log = log_store::LogStore::open(disk, &wal_dir(&config.data_dir))?;
+    let mut log = log_store::LogStore::open(disk, &wal_dir(&config.data_dir), config.raft_log_cache_bytes)?;
     let log_state = log.get_log_state().await.map_err(|e| StartError::Raft(e.to_string()))?;
     let applied = applied_index(&store);
-    if let Some(last) = log_state.last_log_id {
-        if last.index < applied {
-            return Err(StartError::Refused(format!(
-                "{}: the raft log ends at index {} but the database has applied index {applied}; the WAL is missing entries",
-                wal_dir(&config.data_dir).display(),
-                last.index
-            )));
-        }
+    let last_index = log_state.last_log_id.map_or(0, |l| l.index);
+    if let Some(applied_id) = state_machine::applied_log_id(&store).filter(|a| a.index > last_index) {
+        // The database was made durable ahead of this member's log: a snapshot was installed or
+        // built (a leader applies entries a follower quorum committed before its own flush), and
+        // the power went before the log's purge record, or its tail, reached the disk (simulator,
+        // `power_loss_torn_writes` seed 302). Everything applied is committed, so the database is a
+        // snapshot of the log up to `applied`: record the log as purged up to there, as after an
+        // install, and the leader sends what follows.
+        tracing::warn!(
+            log_ends_at = last_index,
+            applied,
+            "the database is ahead of the raft log; treating the log as purged up to the applied entry"
+        );
+        log.purge_durably(applied_id).await.map_err(|e| StartError::Raft(e.to_string()))?;
     }
     if crate::planted::is_planted(crate::planted::Bug::ApplyTwiceAfterRestart) && applied > 1 {
         let purged = log_state.last_purged_log_id.map_or(0, |p| p.index);

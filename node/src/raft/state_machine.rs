@@ -328,5 +328,10 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
 
 /// Reads the applied log id of a store (for status reporting).
 pub fn applied_index(store: &Store) -> u64 {
-    applied_state(store).ok().and_then(|(a, _)| a).map_or(0, |a| a.index)
+    applied_log_id(store).map_or(0, |a| a.index)
+}
+
+/// The log id of the last entry the store has applied.
+pub fn applied_log_id(store: &Store) -> Option<LogId> {
+    applied_state(store).ok().and_then(|(a, _)| a)
 }
