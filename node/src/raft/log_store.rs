@@ -92,12 +92,13 @@ struct LogCache {
 
 impl LogCache {
     /// Applies a record; `loc` is where it is in the WAL if it is known to be durable there.
-    fn apply(&mut self, record: &WalRecord, bytes: u64, loc: Option<RecordLoc>) {
+    fn apply(&mut self, record: &WalRecord, loc: Option<RecordLoc>) {
         match record {
             WalRecord::Entry(entry) => {
                 let index = entry.get_log_id().index;
                 // An entry at an index we hold replaces it and everything after (a lost truncate).
                 self.remove_from(index);
+                let bytes = entry_bytes(entry);
                 self.entries.insert(index, Slot::Mem { entry: entry.clone(), bytes, loc });
                 self.mem_bytes += bytes;
             }
@@ -106,8 +107,7 @@ impl LogCache {
             WalRecord::Truncate(index) => self.remove_from(*index),
             WalRecord::Purge(log_id) => {
                 let kept = self.entries.split_off(&(log_id.index + 1));
-                self.mem_bytes -= self.entries.values().map(Slot::mem_bytes).sum::<u64>();
-                self.entries = kept;
+                self.mem_bytes -= bytes_in_memory(&std::mem::replace(&mut self.entries, kept));
                 if self.last_purged.is_none_or(|p| p.index < log_id.index) {
                     self.last_purged = Some(*log_id);
                 }
@@ -117,8 +117,7 @@ impl LogCache {
 
     fn remove_from(&mut self, index: u64) {
         self.mem_from = self.mem_from.min(index);
-        let removed = self.entries.split_off(&index);
-        self.mem_bytes -= removed.values().map(Slot::mem_bytes).sum::<u64>();
+        self.mem_bytes -= bytes_in_memory(&self.entries.split_off(&index));
     }
 
     fn last_log_id(&self) -> Option<LogId> {
@@ -136,31 +135,20 @@ impl LogCache {
                 }
             }
         }
-        let mut evict = Vec::new();
-        let mut mem_bytes = self.mem_bytes;
-        for (index, slot) in self.entries.range(self.mem_from..) {
-            if mem_bytes <= max_bytes {
+        for (index, slot) in self.entries.range_mut(self.mem_from..) {
+            if self.mem_bytes <= max_bytes {
                 break;
             }
             match slot {
                 Slot::Wal { .. } => {}
-                Slot::Mem { loc: Some(_), bytes, .. } => {
-                    mem_bytes -= bytes;
-                    evict.push(*index);
+                Slot::Mem { entry, bytes, loc: Some(loc) } => {
+                    self.mem_bytes -= *bytes;
+                    *slot = Slot::Wal { log_id: *entry.get_log_id(), loc: *loc };
                 }
                 // Not durable yet, and neither is anything after it.
                 Slot::Mem { loc: None, .. } => break,
             }
-        }
-        for index in evict {
             self.mem_from = index + 1;
-            if let Some(slot) = self.entries.get_mut(&index) {
-                if let Slot::Mem { entry, bytes, loc: Some(loc) } = slot {
-                    let log_id = *entry.get_log_id();
-                    self.mem_bytes -= *bytes;
-                    *slot = Slot::Wal { log_id, loc: *loc };
-                }
-            }
         }
     }
 }
@@ -279,11 +267,9 @@ fn entry_bytes(entry: &Entry) -> u64 {
     }
 }
 
-fn record_bytes(record: &WalRecord) -> u64 {
-    match record {
-        WalRecord::Entry(entry) => entry_bytes(entry),
-        _ => 0,
-    }
+/// What `slots` hold in memory.
+fn bytes_in_memory(slots: &BTreeMap<u64, Slot>) -> u64 {
+    slots.values().map(Slot::mem_bytes).sum()
 }
 
 /// openraft's log storage.
@@ -315,7 +301,7 @@ impl LogStore {
                     segment_last_index.insert(segment.seq, entry.get_log_id().index);
                 }
                 // Recovered records are durable (the WAL made them so).
-                cache.apply(&record, record_bytes(&record), Some(loc));
+                cache.apply(&record, Some(loc));
             }
             cache.note_durable(&[], cache_bytes);
         }
@@ -340,7 +326,7 @@ impl LogStore {
 
     /// Queues a record; the in-memory view changes at once, the disk at the next group commit.
     async fn submit(&self, record: WalRecord, done: Option<Completion>) -> Result<(), StorageError> {
-        lock(&self.reader.cache).apply(&record, record_bytes(&record), None);
+        lock(&self.reader.cache).apply(&record, None);
         self.writer.send(WriteOp { record, done }).await.map_err(|_| stopped())
     }
 
@@ -386,7 +372,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn save_vote(&mut self, vote: &Vote) -> Result<(), StorageError> {
         if is_planted(Bug::VoteNotPersisted) {
-            lock(&self.reader.cache).apply(&WalRecord::Vote(*vote), 0, None);
+            lock(&self.reader.cache).apply(&WalRecord::Vote(*vote), None);
             return Ok(());
         }
         self.submit_durable(WalRecord::Vote(*vote)).await
