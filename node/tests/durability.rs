@@ -139,6 +139,18 @@ fn run_expecting_exit(args: &[String]) -> (i32, String) {
     }
 }
 
+/// The offset of every record in a WAL segment (format: 16-byte header; records of
+/// `len: u32 LE | crc: u32 LE | payload`).
+fn record_offsets(segment: &[u8]) -> Vec<usize> {
+    let mut offsets = Vec::new();
+    let mut at = 16;
+    while at + 8 <= segment.len() {
+        offsets.push(at);
+        at += 8 + u32::from_le_bytes(segment[at..at + 4].try_into().expect("4 bytes")) as usize;
+    }
+    offsets
+}
+
 #[test]
 fn corrupted_wal_is_refused_naming_the_file() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -154,12 +166,27 @@ fn corrupted_wal_is_refused_naming_the_file() {
         .map(|e| e.path())
         .find(|p| p.extension().is_some_and(|x| x == "wal"))
         .expect("a wal segment");
-    let mut bytes = std::fs::read(&segment).expect("read segment");
-    let middle = bytes.len() / 2;
-    bytes[middle] ^= 0xff;
-    std::fs::write(&segment, &bytes).expect("write segment");
-    let (code, stderr) = run_expecting_exit(&member.args());
-    assert_ne!(code, 0, "detcd must refuse a corrupted WAL");
+    let clean = std::fs::read(&segment).expect("read segment");
+    let offsets = record_offsets(&clean);
+    assert!(offsets.len() >= 50, "expected a record per put, found {}", offsets.len());
+    let middle = offsets[offsets.len() / 2];
     let name = segment.file_name().expect("file name").to_string_lossy().into_owned();
-    assert!(stderr.contains(&name), "the error must name {name}: {stderr}");
+    // A byte of a payload (checksum mismatch), and the second byte of a length field: the record
+    // then claims ~64 KiB, past the end of the file, like a torn write would, yet whole records
+    // follow it.
+    for (what, at) in [("a payload byte", middle + 10), ("a length byte", middle + 1)] {
+        let mut bytes = clean.clone();
+        bytes[at] ^= 0xff;
+        std::fs::write(&segment, &bytes).expect("write segment");
+        let (code, stderr) = run_expecting_exit(&member.args());
+        assert_ne!(code, 0, "detcd must refuse a WAL with {what} damaged");
+        assert!(stderr.contains(&name), "the error for {what} must name {name}: {stderr}");
+        assert_eq!(std::fs::read(&segment).expect("read segment"), bytes, "refusing must not change the WAL");
+    }
+    // Repaired by hand, the member starts with every write.
+    std::fs::write(&segment, &clean).expect("write segment");
+    member.spawn();
+    member.wait_ready();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    assert_eq!(runtime.block_on(count_keys(&member.endpoint)), 50);
 }

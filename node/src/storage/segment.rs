@@ -152,8 +152,9 @@ fn decode_header(file: &Path, bytes: &[u8], seq: u64) -> Result<(), StorageError
 
 /// Decodes segment `seq` read from `file`. In the last segment (`is_last`), a record cut short by
 /// the end of the file, a checksum mismatch in a final record that ends exactly at the end of the
-/// file, or a zero-filled tail is a torn write: decoding stops there and reports where. Anything
-/// else that is not a valid record is [`StorageError::Corrupt`].
+/// file, or a zero-filled tail is a torn write: decoding stops there and reports where, unless
+/// whole records follow the bad one up to the end of the file (a damaged length field, see
+/// [`whole_records_follow`]). Anything else that is not a valid record is [`StorageError::Corrupt`].
 pub(super) fn decode_segment(file: &Path, bytes: &[u8], seq: u64, is_last: bool) -> Result<Decoded, StorageError> {
     decode_header(file, bytes, seq)?;
     let file_len = bytes.len();
@@ -177,14 +178,17 @@ pub(super) fn decode_segment(file: &Path, bytes: &[u8], seq: u64, is_last: bool)
         let end = payload_at + len as usize;
         if end > file_len {
             let reason = format!("record of {len} bytes cut short: {} bytes before end of file", file_len - payload_at);
+            if whole_records_follow(bytes, payload_at) {
+                return Err(StorageError::corrupt(file, offset, format!("{reason}, yet whole records follow it")));
+            }
             return torn_tail(file, offset, is_last, reason, records);
         }
         let payload = &bytes[payload_at..end];
         let crc = checksum(len.to_le_bytes(), payload);
         if crc != stored_crc {
             let reason = format!("checksum mismatch: stored {stored_crc:08x}, computed {crc:08x}");
-            let ends_at_eof = end == file_len;
             let zero_tail = bytes[at..].iter().all(|&b| b == 0);
+            let ends_at_eof = end == file_len && !whole_records_follow(bytes, payload_at);
             if ends_at_eof || zero_tail {
                 return torn_tail(file, offset, is_last, reason, records);
             }
@@ -194,6 +198,35 @@ pub(super) fn decode_segment(file: &Path, bytes: &[u8], seq: u64, is_last: bool)
         at = end;
     }
     Ok(Decoded { records, torn: None })
+}
+
+/// Whether a run of valid records starts somewhere at or after `from` and ends exactly at the end
+/// of the file. A torn write keeps a prefix of what was written, so the bytes after the header of
+/// the record it cut are a prefix of that record's payload and never end in whole records. When
+/// they do, the record's length field was damaged in place: corruption, not a torn tail (cutting
+/// the file there would drop records that were durable).
+fn whole_records_follow(bytes: &[u8], from: usize) -> bool {
+    (from..bytes.len()).any(|start| records_reach_eof(bytes, start))
+}
+
+/// Whether valid records, one after another from `at`, end exactly at the end of `bytes`.
+fn records_reach_eof(bytes: &[u8], mut at: usize) -> bool {
+    let header = RECORD_HEADER_BYTES as usize;
+    while bytes.len() - at >= header {
+        let len = u32_at(bytes, at) as usize;
+        let payload_at = at + header;
+        let Some(payload) = bytes.get(payload_at..payload_at.saturating_add(len)) else {
+            return false;
+        };
+        if u32_at(bytes, at + 4) != checksum((len as u32).to_le_bytes(), payload) {
+            return false;
+        }
+        at = payload_at + len;
+        if at == bytes.len() {
+            return true;
+        }
+    }
+    false
 }
 
 /// The end of decoding at a tail that looks torn: a torn write in the last segment, corruption
@@ -250,6 +283,24 @@ mod tests {
     }
 
     #[test]
+    fn a_damaged_length_in_the_middle_is_corrupt_not_a_torn_tail() {
+        let payloads: Vec<&[u8]> = vec![b"first record", b"second record", b"third record"];
+        let clean = segment(0, &payloads);
+        let second_at = SEGMENT_HEADER_BYTES as usize + RECORD_HEADER_BYTES as usize + payloads[0].len();
+        // Byte 1 of the length: the record now claims ~64 KiB, past the end of the file.
+        let mut bytes = clean.clone();
+        bytes[second_at + 1] ^= 0xff;
+        let err = decode_segment(Path::new("s"), &bytes, 0, true).unwrap_err();
+        assert!(matches!(err, StorageError::Corrupt { offset, .. } if offset == second_at as u64), "{err}");
+        // The length now claims exactly the rest of the file: checksum mismatch ending at EOF.
+        let mut bytes = clean;
+        let rest = (bytes.len() - second_at - RECORD_HEADER_BYTES as usize) as u32;
+        bytes[second_at..second_at + 4].copy_from_slice(&rest.to_le_bytes());
+        let err = decode_segment(Path::new("s"), &bytes, 0, true).unwrap_err();
+        assert!(matches!(err, StorageError::Corrupt { offset, .. } if offset == second_at as u64), "{err}");
+    }
+
+    #[test]
     fn an_absurd_length_is_corrupt_even_at_the_tail() {
         let mut bytes = segment(0, &[]);
         bytes.extend_from_slice(&u32::MAX.to_le_bytes());
@@ -299,6 +350,20 @@ mod tests {
             let mut bytes = encode_header(0);
             bytes.extend_from_slice(&tail);
             let _ = decode_segment(Path::new("s"), &bytes, 0, is_last);
+        }
+
+        #[test]
+        fn a_last_segment_cut_anywhere_is_a_torn_tail_never_corruption(
+            payloads in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..64), 1..8),
+            cut in any::<proptest::sample::Index>(),
+        ) {
+            let refs: Vec<&[u8]> = payloads.iter().map(Vec::as_slice).collect();
+            let bytes = segment(0, &refs);
+            let header = SEGMENT_HEADER_BYTES as usize;
+            let keep = header + cut.index(bytes.len() - header + 1);
+            let decoded = decode_segment(Path::new("s"), &bytes[..keep], 0, true);
+            let decoded = decoded.map_err(|e| TestCaseError::fail(e.to_string()))?;
+            prop_assert_eq!(&decoded.records[..], &payloads[..decoded.records.len()]);
         }
 
         #[test]
