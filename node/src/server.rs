@@ -108,7 +108,7 @@ pub async fn run(
     let mut servers = Vec::new();
     for url in &config.listen_peer_urls {
         let addr = url.socket_addr()?;
-        let service = PeerService::new(&node, raft::request_timeout(config));
+        let service = PeerService::new(&node, raft::request_timeout(config), stop_rx.clone());
         tracing::info!(%url, "serving peer traffic");
         servers.push(crate::runtime::spawn(serve_peers(service, addr, stop_signal(&stop_rx))));
     }

@@ -12,7 +12,9 @@ use openraft::raft::{
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use super::peer::{Method, PeerFault, Peers};
+use std::time::Duration;
+
+use super::peer::{AppendStream, Method, PeerFault, Peers};
 use super::types::{MemberNode, TypeConfig};
 
 /// Builds clients for peers; all share one connection cache.
@@ -26,6 +28,8 @@ pub struct PeerClient {
     peers: Peers,
     target: u64,
     url: String,
+    /// AppendEntries go on this stream once it is open.
+    stream: Option<AppendStream>,
 }
 
 type RpcResult<T, E = openraft::error::Infallible> = Result<T, RPCError<u64, MemberNode, RaftError<u64, E>>>;
@@ -37,16 +41,44 @@ impl PeerClient {
         Resp: DeserializeOwned,
         E: std::error::Error + DeserializeOwned,
     {
-        let result: Result<Result<Resp, RaftError<u64, E>>, PeerFault> =
-            self.peers.call(self.target, &self.url, method, rpc, option.hard_ttl()).await;
-        match result {
-            Ok(Ok(resp)) => Ok(resp),
-            Ok(Err(remote)) => Err(RPCError::RemoteError(RemoteError::new(self.target, remote))),
-            Err(fault @ (PeerFault::Unreachable(..) | PeerFault::NotDelivered(..) | PeerFault::Timeout(_))) => {
-                Err(RPCError::Unreachable(Unreachable::new(&fault)))
-            }
-            Err(fault) => Err(RPCError::Network(NetworkError::new(&fault))),
+        let result = self.peers.call(self.target, &self.url, method, rpc, option.hard_ttl()).await;
+        rpc_result(self.target, result)
+    }
+
+    /// Sends an AppendEntries on this peer's [`AppendStream`], opening it first if there is none.
+    /// A stream that failed or timed out is dropped: its state is unknown.
+    async fn append_on_stream(
+        &mut self,
+        rpc: &AppendEntriesRequest<TypeConfig>,
+        timeout: Duration,
+    ) -> Result<Result<AppendEntriesResponse<u64>, RaftError<u64>>, PeerFault> {
+        let exchange = async {
+            let stream = match &mut self.stream {
+                Some(stream) => stream,
+                none => none.insert(self.peers.open_append_stream(self.target, &self.url, timeout).await?),
+            };
+            stream.call(rpc).await
+        };
+        let result = crate::runtime::timeout(timeout, exchange).await.unwrap_or(Err(PeerFault::Timeout(self.target)));
+        if result.is_err() {
+            self.stream = None;
         }
+        result
+    }
+}
+
+/// openraft's view of a peer call's outcome.
+fn rpc_result<Resp, E: std::error::Error>(
+    target: u64,
+    result: Result<Result<Resp, RaftError<u64, E>>, PeerFault>,
+) -> RpcResult<Resp, E> {
+    match result {
+        Ok(Ok(resp)) => Ok(resp),
+        Ok(Err(remote)) => Err(RPCError::RemoteError(RemoteError::new(target, remote))),
+        Err(fault @ (PeerFault::Unreachable(..) | PeerFault::NotDelivered(..) | PeerFault::Timeout(_))) => {
+            Err(RPCError::Unreachable(Unreachable::new(&fault)))
+        }
+        Err(fault) => Err(RPCError::Network(NetworkError::new(&fault))),
     }
 }
 
@@ -55,7 +87,7 @@ impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
 
     async fn new_client(&mut self, target: u64, node: &MemberNode) -> PeerClient {
         let url = node.peer_urls.first().cloned().unwrap_or_default();
-        PeerClient { peers: self.peers.clone(), target, url }
+        PeerClient { peers: self.peers.clone(), target, url, stream: None }
     }
 }
 
@@ -65,7 +97,8 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> RpcResult<AppendEntriesResponse<u64>> {
-        self.send(Method::AppendEntries, &rpc, &option).await
+        let result = self.append_on_stream(&rpc, option.hard_ttl()).await;
+        rpc_result(self.target, result)
     }
 
     async fn install_snapshot(

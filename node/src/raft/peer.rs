@@ -1,11 +1,13 @@
 //! The peer protocol on `--listen-peer-urls`: openraft's RPCs, writes forwarded to the leader, and
-//! read-index requests, all as gRPC with a bincode payload inside a `PeerEnvelope`.
+//! read-index requests, all as gRPC with a bincode payload inside a `PeerEnvelope`. AppendEntries
+//! travel on a long-lived stream per follower ([`AppendStream`]); every other call is unary.
 //!
 //! Connections are kept per member and reused (a tonic `Channel` multiplexes and reconnects).
 //! Every envelope names its cluster; a member of another cluster is refused, not obeyed. Failures
 //! travel inside the payload, so this module never builds a gRPC status.
 
 use std::collections::HashMap;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -13,10 +15,13 @@ use std::time::Duration;
 use detcd_proto::detcdpb::peer_client::PeerClient;
 use detcd_proto::detcdpb::peer_server::Peer;
 use detcd_proto::detcdpb::PeerEnvelope;
+use futures::Stream;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+use sync_wrapper::SyncWrapper;
+use tokio::sync::{mpsc, watch};
 use tonic::transport::{Channel, Endpoint};
-use tonic::{Request, Response, Status};
+use tonic::{Request, Response, Status, Streaming};
 
 use super::proposer::{Applied, ProposeError, Proposer};
 use super::types::{Raft, TypeConfig};
@@ -47,7 +52,6 @@ pub enum PeerFault {
 /// The RPCs of the peer service.
 #[derive(Clone, Copy, Debug)]
 pub enum Method {
-    AppendEntries,
     Vote,
     InstallSnapshot,
     Forward,
@@ -98,6 +102,51 @@ impl Peers {
         Ok(channel)
     }
 
+    /// Wraps a serialisable request in this member's envelope.
+    fn envelope<Req: Serialize>(&self, request: &Req) -> Result<PeerEnvelope, PeerFault> {
+        let payload = bincode::serialize(request).map_err(|e| PeerFault::Decode(e.to_string()))?;
+        Ok(PeerEnvelope { cluster_id: self.cluster_id, from: self.self_id, payload })
+    }
+
+    /// Decodes a peer's reply, noting a verdict that concerns this member itself.
+    fn open_reply<Resp: DeserializeOwned>(&self, reply: &PeerEnvelope) -> Result<Resp, PeerFault> {
+        let result: Result<Resp, PeerFault> =
+            bincode::deserialize(&reply.payload).map_err(|e| PeerFault::Decode(e.to_string()))?;
+        match &result {
+            Err(PeerFault::Removed(id)) if *id == self.self_id => self.removed.store(true, Ordering::Relaxed),
+            Err(fault @ PeerFault::ClusterMismatch { .. }) => {
+                tracing::error!(%fault, "a peer refuses this member: check --initial-cluster and --initial-cluster-token");
+            }
+            _ => {}
+        }
+        result
+    }
+
+    /// Opens an [`AppendStream`] to member `target` at `url`.
+    pub async fn open_append_stream(
+        &self,
+        target: u64,
+        url: &str,
+        timeout: Duration,
+    ) -> Result<AppendStream, PeerFault> {
+        let (requests, outbound) = mpsc::channel(APPEND_STREAM_BUFFER);
+        let outbound = futures::stream::unfold(outbound, |mut rx| async move { rx.recv().await.map(|m| (m, rx)) });
+        let mut client = PeerClient::new(self.channel(target, url)?).max_decoding_message_size(usize::MAX);
+        match crate::runtime::timeout(timeout, client.append_stream(outbound)).await {
+            Ok(Ok(replies)) => Ok(AppendStream {
+                peers: self.clone(),
+                target,
+                requests,
+                replies: SyncWrapper::new(replies.into_inner()),
+            }),
+            Ok(Err(status)) if never_connected(&status) => {
+                Err(PeerFault::NotDelivered(target, status.message().to_string()))
+            }
+            Ok(Err(status)) => Err(PeerFault::Unreachable(target, status.message().to_string())),
+            Err(_) => Err(PeerFault::Timeout(target)),
+        }
+    }
+
     /// Calls `method` on member `target` at `url` with a serialisable request.
     pub async fn call<Req: Serialize, Resp: DeserializeOwned>(
         &self,
@@ -107,12 +156,10 @@ impl Peers {
         request: &Req,
         timeout: Duration,
     ) -> Result<Resp, PeerFault> {
-        let payload = bincode::serialize(request).map_err(|e| PeerFault::Decode(e.to_string()))?;
-        let envelope = PeerEnvelope { cluster_id: self.cluster_id, from: self.self_id, payload };
+        let envelope = self.envelope(request)?;
         let mut client = PeerClient::new(self.channel(target, url)?).max_decoding_message_size(usize::MAX);
         let call = async move {
             match method {
-                Method::AppendEntries => client.append_entries(envelope).await,
                 Method::Vote => client.vote(envelope).await,
                 Method::InstallSnapshot => client.install_snapshot(envelope).await,
                 Method::Forward => client.forward(envelope).await,
@@ -131,16 +178,39 @@ impl Peers {
             Ok(Err(status)) => return Err(PeerFault::Unreachable(target, status.message().to_string())),
             Err(_) => return Err(PeerFault::Timeout(target)),
         };
-        let result: Result<Resp, PeerFault> =
-            bincode::deserialize(&reply.payload).map_err(|e| PeerFault::Decode(e.to_string()))?;
-        match &result {
-            Err(PeerFault::Removed(id)) if *id == self.self_id => self.removed.store(true, Ordering::Relaxed),
-            Err(fault @ PeerFault::ClusterMismatch { .. }) => {
-                tracing::error!(%fault, "a peer refuses this member: check --initial-cluster and --initial-cluster-token");
-            }
-            _ => {}
+        self.open_reply(&reply)
+    }
+}
+
+/// How many envelopes may wait in either direction of an [`AppendStream`].
+const APPEND_STREAM_BUFFER: usize = 4;
+
+/// A long-lived gRPC stream of AppendEntries from the leader to one follower: each request is one
+/// message on an open HTTP/2 stream, answered in order, instead of a unary call with its own
+/// HEADERS and a body sent from a separate task. openraft sends one AppendEntries at a time per
+/// follower, so one answer is awaited at a time. Any failure ends the stream: the caller drops it
+/// and opens a new one (AppendEntries is idempotent, so a request that may have been delivered is
+/// safe to send again).
+pub struct AppendStream {
+    peers: Peers,
+    target: u64,
+    requests: mpsc::Sender<PeerEnvelope>,
+    /// Only ever used through `&mut`; the wrapper makes the stream `Sync` (openraft's network
+    /// client must be), which the simulator's `Streaming` is not by itself.
+    replies: SyncWrapper<Streaming<PeerEnvelope>>,
+}
+
+impl AppendStream {
+    /// Sends one request and waits for its answer.
+    pub async fn call<Req: Serialize, Resp: DeserializeOwned>(&mut self, request: &Req) -> Result<Resp, PeerFault> {
+        let envelope = self.peers.envelope(request)?;
+        let closed = |why: &str| PeerFault::Unreachable(self.target, format!("append stream {why}"));
+        self.requests.send(envelope).await.map_err(|_| closed("closed"))?;
+        match self.replies.get_mut().message().await {
+            Ok(Some(reply)) => self.peers.open_reply(&reply),
+            Ok(None) => Err(closed("ended")),
+            Err(status) => Err(PeerFault::Unreachable(self.target, status.message().to_string())),
         }
-        result
     }
 }
 
@@ -171,10 +241,13 @@ pub struct PeerService {
     cluster_id: u64,
     /// How long the leader may wait on its own Raft to answer a lease call.
     timeout: Duration,
+    /// Becomes true when this member stops: open append streams end then, so that the server's
+    /// graceful shutdown does not wait on leaders that keep them open.
+    stopping: watch::Receiver<bool>,
 }
 
 impl PeerService {
-    pub fn new(node: &super::Node, timeout: Duration) -> PeerService {
+    pub fn new(node: &super::Node, timeout: Duration, stopping: watch::Receiver<bool>) -> PeerService {
         PeerService {
             raft: node.raft.clone(),
             proposer: node.proposer.clone(),
@@ -183,21 +256,13 @@ impl PeerService {
             reads: node.reads.clone(),
             cluster_id: node.identity.cluster_id,
             timeout,
+            stopping,
         }
     }
 
     /// Checks the envelope and decodes its request.
     fn open<T: DeserializeOwned>(&self, envelope: &PeerEnvelope) -> Result<T, PeerFault> {
-        if envelope.cluster_id != self.cluster_id {
-            tracing::warn!(peer = %format!("{:x}", envelope.from), theirs = %format!("{:x}", envelope.cluster_id),
-                "refusing a peer of another cluster");
-            return Err(PeerFault::ClusterMismatch {
-                peer: envelope.from,
-                ours: self.cluster_id,
-                theirs: envelope.cluster_id,
-            });
-        }
-        bincode::deserialize(&envelope.payload).map_err(|e| PeerFault::Decode(e.to_string()))
+        open_envelope(self.cluster_id, envelope)
     }
 
     /// Whether `from` was removed from the cluster (this member applied its removal): its
@@ -208,13 +273,58 @@ impl PeerService {
     }
 
     fn seal<T: Serialize>(&self, result: Result<T, PeerFault>) -> Result<Response<PeerEnvelope>, Status> {
-        let payload = match bincode::serialize(&result) {
-            Ok(bytes) => bytes,
-            Err(e) => bincode::serialize(&Err::<T, _>(PeerFault::Decode(e.to_string()))).unwrap_or_default(),
-        };
-        Ok(Response::new(PeerEnvelope { cluster_id: self.cluster_id, from: 0, payload }))
+        Ok(Response::new(seal_envelope(self.cluster_id, result)))
     }
 }
+
+/// Checks an envelope sent to a member of cluster `cluster_id` and decodes its request.
+fn open_envelope<T: DeserializeOwned>(cluster_id: u64, envelope: &PeerEnvelope) -> Result<T, PeerFault> {
+    if envelope.cluster_id != cluster_id {
+        tracing::warn!(peer = %format!("{:x}", envelope.from), theirs = %format!("{:x}", envelope.cluster_id),
+            "refusing a peer of another cluster");
+        return Err(PeerFault::ClusterMismatch { peer: envelope.from, ours: cluster_id, theirs: envelope.cluster_id });
+    }
+    bincode::deserialize(&envelope.payload).map_err(|e| PeerFault::Decode(e.to_string()))
+}
+
+/// The envelope of an answer (or of the fault that prevented one).
+fn seal_envelope<T: Serialize>(cluster_id: u64, result: Result<T, PeerFault>) -> PeerEnvelope {
+    let payload = match bincode::serialize(&result) {
+        Ok(bytes) => bytes,
+        Err(e) => bincode::serialize(&Err::<T, _>(PeerFault::Decode(e.to_string()))).unwrap_or_default(),
+    };
+    PeerEnvelope { cluster_id, from: 0, payload }
+}
+
+/// The follower's side of an [`AppendStream`]: answers each AppendEntries in order until the
+/// leader closes the stream, this member stops listening, or it is stopping.
+async fn serve_appends(
+    raft: Raft,
+    cluster_id: u64,
+    mut requests: Streaming<PeerEnvelope>,
+    replies: mpsc::Sender<Result<PeerEnvelope, Status>>,
+    mut stopping: watch::Receiver<bool>,
+) {
+    loop {
+        let envelope = tokio::select! {
+            message = requests.message() => match message {
+                Ok(Some(envelope)) => envelope,
+                _ => return,
+            },
+            _ = stopping.wait_for(|stopping| *stopping) => return,
+        };
+        let result = match open_envelope::<AppendReq>(cluster_id, &envelope) {
+            Ok(rpc) => Ok(raft.append_entries(rpc).await),
+            Err(fault) => Err(fault),
+        };
+        if replies.send(Ok(seal_envelope(cluster_id, result))).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// A server stream of envelopes fed by a channel.
+type EnvelopeStream = Pin<Box<dyn Stream<Item = Result<PeerEnvelope, Status>> + Send>>;
 
 type AppendReq = openraft::raft::AppendEntriesRequest<TypeConfig>;
 type VoteReq = openraft::raft::VoteRequest<u64>;
@@ -222,12 +332,18 @@ type SnapshotReq = openraft::raft::InstallSnapshotRequest<TypeConfig>;
 
 #[tonic::async_trait]
 impl Peer for PeerService {
-    async fn append_entries(&self, request: Request<PeerEnvelope>) -> Result<Response<PeerEnvelope>, Status> {
-        let result = match self.open::<AppendReq>(request.get_ref()) {
-            Ok(rpc) => Ok(self.raft.append_entries(rpc).await),
-            Err(fault) => Err(fault),
-        };
-        self.seal(result)
+    type AppendStreamStream = EnvelopeStream;
+
+    async fn append_stream(
+        &self,
+        request: Request<Streaming<PeerEnvelope>>,
+    ) -> Result<Response<EnvelopeStream>, Status> {
+        let (replies, outbound) = mpsc::channel(APPEND_STREAM_BUFFER);
+        let serve =
+            serve_appends(self.raft.clone(), self.cluster_id, request.into_inner(), replies, self.stopping.clone());
+        crate::runtime::spawn(serve);
+        let outbound = futures::stream::unfold(outbound, |mut rx| async move { rx.recv().await.map(|m| (m, rx)) });
+        Ok(Response::new(Box::pin(outbound)))
     }
 
     async fn vote(&self, request: Request<PeerEnvelope>) -> Result<Response<PeerEnvelope>, Status> {
