@@ -103,8 +103,8 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), String> {
     let node: Node = raft::start(config, disk).await.map_err(|e| e.to_string())?;
-    let ctx = Arc::new(Context::new(config, &node));
     let (stop_tx, stop_rx) = watch::channel(false);
+    let ctx = Arc::new(Context::new(config, &node, stop_rx.clone()));
     let mut servers = Vec::new();
     for url in &config.listen_peer_urls {
         let addr = url.socket_addr()?;

@@ -5,12 +5,13 @@
 
 mod common;
 
+use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::{detcd_bin, etcdctl, Member, Server};
+use common::{detcd_bin, etcdctl, tool, Member, Server};
 use detcd_proto::etcdserverpb::kv_client::KvClient;
 use detcd_proto::etcdserverpb::{PutRequest, RangeRequest};
 
@@ -114,7 +115,23 @@ fn sigterm_stops_cleanly_and_data_remains() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut member = Member::start(Server::Detcd, &dir.path().join("data"));
     assert_eq!(etcdctl(&member.endpoint, &["put", "k", "v"], None).stdout, "OK\n");
-    assert!(member.terminate(), "detcd must exit 0 on SIGTERM; log:\n{}", member.log());
+    // An open watch stream must not hold the shutdown open: it ends with "server stopped".
+    let mut watch = Command::new(tool("etcdctl"))
+        .env("ETCDCTL_API", "3")
+        .arg(format!("--endpoints={}", member.endpoint))
+        .args(["watch", "k", "--rev=1"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn etcdctl watch");
+    let mut first_line = String::new();
+    let mut watch_out = BufReader::new(watch.stdout.take().expect("watch stdout"));
+    watch_out.read_line(&mut first_line).expect("read the watch");
+    assert_eq!(first_line, "PUT\n", "the watch replays the put once its stream is open");
+    let stopped = member.terminate();
+    let _ = watch.kill();
+    let _ = watch.wait();
+    assert!(stopped, "detcd must exit 0 on SIGTERM, open watch or not; log:\n{}", member.log());
     member.spawn();
     member.wait_ready();
     assert_eq!(etcdctl(&member.endpoint, &["get", "k", "--print-value-only"], None).stdout, "v\n");

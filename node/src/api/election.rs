@@ -83,7 +83,7 @@ impl Election for ElectionService {
                 }
             }
         });
-        Ok(Response::new(channel_stream(rx)))
+        Ok(Response::new(channel_stream(rx, self.ctx.stopping.clone())))
     }
 
     async fn resign(&self, request: Request<ResignRequest>) -> Result<Response<ResignResponse>, Status> {

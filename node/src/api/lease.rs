@@ -39,8 +39,25 @@ impl LeaseService {
 /// A server stream fed by a channel.
 pub(super) type ChannelStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
-pub(super) fn channel_stream<T: Send + 'static>(rx: mpsc::Receiver<Result<T, Status>>) -> ChannelStream<T> {
-    Box::pin(futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) }))
+/// A server stream fed by `rx` that ends, with etcd's `etcdserver: server stopped` (Unavailable:
+/// clients go to another member), when the member stops. Without that end, a long-lived stream
+/// (a watch, keep-alives) would hold the server's graceful shutdown open for as long as its client
+/// keeps it.
+pub(super) fn channel_stream<T: Send + 'static>(
+    rx: mpsc::Receiver<Result<T, Status>>,
+    stopping: tokio::sync::watch::Receiver<bool>,
+) -> ChannelStream<T> {
+    Box::pin(futures::stream::unfold(Some((rx, stopping)), |state| async move {
+        let (mut rx, mut stopping) = state?;
+        let next = tokio::select! {
+            item = rx.recv() => Some(item?),
+            _ = stopping.wait_for(|stopping| *stopping) => None,
+        };
+        match next {
+            Some(item) => Some((item, Some((rx, stopping)))),
+            None => Some((Err(EtcdError::Stopped.into()), None)),
+        }
+    }))
 }
 
 async fn call(ctx: &Context, call: LeaseCall) -> Result<LeaseAnswer, EtcdError> {
@@ -107,7 +124,7 @@ impl Lease for LeaseService {
     ) -> Result<Response<Self::LeaseKeepAliveStream>, Status> {
         let (tx, rx) = mpsc::channel(KEEPALIVE_BUFFER);
         crate::runtime::spawn(keep_alive_loop(self.ctx.clone(), request.into_inner(), tx));
-        Ok(Response::new(channel_stream(rx)))
+        Ok(Response::new(channel_stream(rx, self.ctx.stopping.clone())))
     }
 
     async fn lease_time_to_live(

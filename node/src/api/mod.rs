@@ -56,10 +56,12 @@ pub struct Context {
     pub request_timeout: Duration,
     /// `--election-timeout`: the followers' leader lease.
     pub election_timeout: Duration,
+    /// Becomes true when the member stops; long-lived streams end then.
+    pub stopping: tokio::sync::watch::Receiver<bool>,
 }
 
 impl Context {
-    pub fn new(config: &Config, node: &Node) -> Context {
+    pub fn new(config: &Config, node: &Node, stopping: tokio::sync::watch::Receiver<bool>) -> Context {
         let request_timeout = crate::raft::request_timeout(config);
         Context {
             proposer: node.proposer.clone(),
@@ -75,6 +77,7 @@ impl Context {
             max_txn_ops: config.max_txn_ops,
             request_timeout,
             election_timeout: config.election_timeout,
+            stopping,
         }
     }
 

@@ -227,6 +227,6 @@ impl Watch for WatchService {
         let (tx, rx) = mpsc::channel(RESPONSE_BUFFER);
         let out = Out { ctx: self.ctx.clone(), tx };
         crate::runtime::spawn(serve_stream(out, req_rx, require_leader));
-        Ok(Response::new(channel_stream(rx)))
+        Ok(Response::new(channel_stream(rx, self.ctx.stopping.clone())))
     }
 }
