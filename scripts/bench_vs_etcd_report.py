@@ -231,6 +231,40 @@ def range_section(results):
     return "### Range reads of one key\n\n" + table(header, rows) + "\n" + notes
 
 
+def cpu_per_put(results, server, clients):
+    """Median over repeats of CPU microseconds per put: leader, each follower, all members, tool."""
+    runs = [r for r in results.rows
+            if r["server"] == server and r["load"] == "put" and r["clients"] == clients and "cpu_s" in r]
+    per_run = []
+    for r in runs:
+        cpu, puts = r["cpu_s"], r["summary"]["total"]
+        used = [after - before for before, after in zip(cpu["before"], cpu["after"])]
+        if cpu["leader"] < 0 or not puts:
+            continue
+        followers = [u for i, u in enumerate(used) if i != cpu["leader"]]
+        seconds = {"leader": used[cpu["leader"]], "follower": sum(followers) / len(followers),
+                   "members": sum(used), "tool": cpu["tool"], "total": sum(used) + cpu["tool"]}
+        per_run.append({k: 1e6 * v / puts for k, v in seconds.items()})
+    if not per_run:
+        return None
+    return {k: statistics.median(run[k] for run in per_run) for k in per_run[0]}
+
+
+def cpu_section(results, clients):
+    e, d = cpu_per_put(results, "etcd", clients), cpu_per_put(results, "detcd", clients)
+    if not e or not d:
+        return ""
+    header = ["CPU per put (µs)", "etcd", "detcd", "detcd / etcd"]
+    names = (("leader", "leader"), ("follower", "each follower (mean)"), ("members", "all three members"),
+             ("tool", "detcd-bench (the load tool)"), ("total", "members + tool"))
+    rows = [(name, fmt(e[k]), fmt(d[k]), fmt_ratio(ratio(d[k], e[k]))) for k, name in names]
+    return (f"### CPU per put at {clients} clients\n\n"
+            "User + system CPU time of each member (/proc/PID/stat) and of detcd-bench itself during the "
+            f"{clients}-client put load, divided by the puts (median over the repeats). Members and tool share "
+            "the machine's cores, so once they are busy, throughput is bounded by cores / (members + tool).\n\n"
+            + table(header, rows) + "\n")
+
+
 def rss_section(results):
     (e_rss, puts), (d_rss, _) = results.rss("etcd"), results.rss("detcd")
     if not e_rss or not d_rss:
@@ -401,6 +435,7 @@ def main(argv):
         latency_section(results, latency_clients) if latency_clients else "",
         f"![Put latency percentiles]({LATENCY_SVG})",
         "",
+        cpu_section(results, latency_clients),
         range_section(results),
         rss_section(results),
         "## Machine",
