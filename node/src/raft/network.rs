@@ -3,6 +3,8 @@
 // openraft fixes the error types of its network trait; they are large by design.
 #![allow(clippy::result_large_err)]
 
+use std::time::Duration;
+
 use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
@@ -11,8 +13,6 @@ use openraft::raft::{
 };
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-
-use std::time::Duration;
 
 use super::peer::{AppendStream, Method, PeerFault, Peers};
 use super::types::{MemberNode, TypeConfig};
