@@ -130,19 +130,15 @@ impl Peers {
         timeout: Duration,
     ) -> Result<AppendStream, PeerFault> {
         let (requests, outbound) = mpsc::channel(APPEND_STREAM_BUFFER);
-        let outbound = futures::stream::unfold(outbound, |mut rx| async move { rx.recv().await.map(|m| (m, rx)) });
         let mut client = PeerClient::new(self.channel(target, url)?).max_decoding_message_size(usize::MAX);
-        match crate::runtime::timeout(timeout, client.append_stream(outbound)).await {
+        match crate::runtime::timeout(timeout, client.append_stream(receiver_stream(outbound))).await {
             Ok(Ok(replies)) => Ok(AppendStream {
                 peers: self.clone(),
                 target,
                 requests,
                 replies: SyncWrapper::new(replies.into_inner()),
             }),
-            Ok(Err(status)) if never_connected(&status) => {
-                Err(PeerFault::NotDelivered(target, status.message().to_string()))
-            }
-            Ok(Err(status)) => Err(PeerFault::Unreachable(target, status.message().to_string())),
+            Ok(Err(status)) => Err(call_fault(target, &status)),
             Err(_) => Err(PeerFault::Timeout(target)),
         }
     }
@@ -172,10 +168,7 @@ impl Peers {
         };
         let reply = match crate::runtime::timeout(timeout, call).await {
             Ok(Ok(reply)) => reply.into_inner(),
-            Ok(Err(status)) if never_connected(&status) => {
-                return Err(PeerFault::NotDelivered(target, status.message().to_string()))
-            }
-            Ok(Err(status)) => return Err(PeerFault::Unreachable(target, status.message().to_string())),
+            Ok(Err(status)) => return Err(call_fault(target, &status)),
             Err(_) => return Err(PeerFault::Timeout(target)),
         };
         self.open_reply(&reply)
@@ -223,12 +216,22 @@ pub fn known_leader(raft: &Raft) -> Option<(u64, Option<String>)> {
     Some((leader, url))
 }
 
-/// Whether a failed call never reached the peer: the connection itself could not be made (a lazy
-/// channel sends nothing before it connects). Anything else may have been delivered.
-fn never_connected(status: &Status) -> bool {
+/// The fault of a call that failed with `status`: not delivered if the connection itself could not
+/// be made (a lazy channel sends nothing before it connects); anything else may have been delivered.
+fn call_fault(target: u64, status: &Status) -> PeerFault {
     let message = status.message();
-    status.code() == tonic::Code::Unavailable
-        && (message.contains("tcp connect error") || message.contains("Connection refused"))
+    let never_connected = status.code() == tonic::Code::Unavailable
+        && (message.contains("tcp connect error") || message.contains("Connection refused"));
+    if never_connected {
+        PeerFault::NotDelivered(target, message.to_string())
+    } else {
+        PeerFault::Unreachable(target, message.to_string())
+    }
+}
+
+/// The messages of `rx` as a stream: a gRPC streaming body.
+fn receiver_stream<T: Send + 'static>(rx: mpsc::Receiver<T>) -> impl Stream<Item = T> + Send + 'static {
+    futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) })
 }
 
 /// The server side of the peer protocol.
@@ -342,8 +345,7 @@ impl Peer for PeerService {
         let serve =
             serve_appends(self.raft.clone(), self.cluster_id, request.into_inner(), replies, self.stopping.clone());
         crate::runtime::spawn(serve);
-        let outbound = futures::stream::unfold(outbound, |mut rx| async move { rx.recv().await.map(|m| (m, rx)) });
-        Ok(Response::new(Box::pin(outbound)))
+        Ok(Response::new(Box::pin(receiver_stream(outbound))))
     }
 
     async fn vote(&self, request: Request<PeerEnvelope>) -> Result<Response<PeerEnvelope>, Status> {
