@@ -145,7 +145,11 @@ impl KeyIndex {
     /// Appends a change made by a write batch, journaling it. Panics if it breaks an invariant:
     /// the write path only ever appends at a fresh revision, deleting only live keys.
     pub fn push(&mut self, key: &[u8], entry: Entry, journal: &mut Vec<Undo>) {
-        let history = self.keys.entry(key.to_vec()).or_default();
+        // Most writes change a key that exists: look it up before allocating a copy of the key.
+        let history = match self.keys.get_mut(key) {
+            Some(history) => history,
+            None => self.keys.entry(key.to_vec()).or_default(),
+        };
         if let Some(why) = history.refuse(entry) {
             panic!("key index invariant broken for key {key:?}: {why}");
         }

@@ -601,7 +601,7 @@ mod tests {
     }
 
     fn entry(index: u64, fill: u8) -> Entry {
-        let request = super::super::types::Request { batch: vec![vec![fill; 100 * 1024]] };
+        let request = super::super::types::Request { batch: std::sync::Arc::new(vec![vec![fill; 100 * 1024]]) };
         Entry {
             log_id: LogId::new(openraft::CommittedLeaderId::new(1, 1), index),
             payload: openraft::EntryPayload::Normal(request),

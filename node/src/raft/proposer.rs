@@ -183,7 +183,7 @@ async fn propose_batch(raft: &Raft, forwarder: &Forwarder, batch: Vec<Pending>) 
     loop {
         let encoded: Vec<Vec<u8>> = batch.iter().map(|p| p.encoded.clone()).collect();
         let count = encoded.len();
-        match raft.client_write(Request { batch: encoded }).await {
+        match raft.client_write(Request { batch: std::sync::Arc::new(encoded) }).await {
             Ok(written) => {
                 let results = written.data.results;
                 assert_eq!(results.len(), count, "an applied batch yields one result per request");

@@ -231,6 +231,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let lessor = self.lessor.clone();
         batch.check_leases_with(move |id| lessor.exists(id));
         let mut responses = Vec::new();
+        let mut membership_changed = false;
         for entry in entries {
             let log_id = *entry.get_log_id();
             assert!(applied.is_none_or(|a| a < log_id), "applied index must only grow: {applied:?} then {log_id}");
@@ -247,6 +248,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                         batch.set_meta(&removed_key(id), &[]).map_err(sm_error)?;
                     }
                     membership = StoredMembership::new(Some(log_id), m.clone());
+                    membership_changed = true;
                     Response::default()
                 }
             };
@@ -254,7 +256,11 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             applied = Some(log_id);
         }
         batch.set_meta(META_APPLIED, &bincode::serialize(&applied).map_err(sm_error)?).map_err(sm_error)?;
-        batch.set_meta(META_MEMBERSHIP, &bincode::serialize(&membership).map_err(sm_error)?).map_err(sm_error)?;
+        // The stored membership only changes with a membership entry; rewriting it on every batch
+        // cost a serialisation and a table update per apply.
+        if membership_changed {
+            batch.set_meta(META_MEMBERSHIP, &bincode::serialize(&membership).map_err(sm_error)?).map_err(sm_error)?;
+        }
         let events = batch.take_events();
         batch.commit(false).map_err(sm_error)?;
         self.hub.publish(store.current_revision(), events);

@@ -1,6 +1,7 @@
 //! openraft's type configuration and the values that travel through the Raft log.
 
 use std::io::Cursor;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -25,10 +26,13 @@ impl std::fmt::Display for MemberNode {
 ///
 /// Kept as bytes so that the log codec never depends on prost types and the encoded size that the
 /// API checks against `--max-request-bytes` is exactly what is replicated.
+///
+/// The batch is shared: openraft clones an entry for the log cache, for every follower it is sent to
+/// and for apply, and a clone of the list itself copied every request's bytes each time.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Request {
     #[serde(with = "byte_strings")]
-    pub batch: Vec<Vec<u8>>,
+    pub batch: Arc<Vec<Vec<u8>>>,
 }
 
 /// Serde for a list of byte strings as byte strings rather than as sequences of `u8`. bincode
@@ -37,6 +41,7 @@ pub struct Request {
 /// follower's CPU under load (perf), on every member, for every copy of an entry.
 mod byte_strings {
     use std::fmt;
+    use std::sync::Arc;
 
     use serde::de::{SeqAccess, Visitor};
     use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -49,7 +54,7 @@ mod byte_strings {
         }
     }
 
-    pub fn serialize<S: Serializer>(list: &[Vec<u8>], serializer: S) -> Result<S::Ok, S::Error> {
+    pub fn serialize<S: Serializer>(list: &Arc<Vec<Vec<u8>>>, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.collect_seq(list.iter().map(|bytes| AsBytes(bytes)))
     }
 
@@ -88,9 +93,9 @@ mod byte_strings {
         }
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<Vec<u8>>, D::Error> {
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Arc<Vec<Vec<u8>>>, D::Error> {
         let list = Vec::<ByteString>::deserialize(deserializer)?;
-        Ok(list.into_iter().map(|bytes| bytes.0).collect())
+        Ok(Arc::new(list.into_iter().map(|bytes| bytes.0).collect()))
     }
 
     #[cfg(test)]
@@ -105,7 +110,7 @@ mod byte_strings {
             fn bincode_bytes_are_those_of_a_plain_list_and_round_trip(
                 batch in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..300), 0..8),
             ) {
-                let request = Request { batch: batch.clone() };
+                let request = Request { batch: std::sync::Arc::new(batch.clone()) };
                 let encoded = bincode::serialize(&request).unwrap();
                 // The format every existing WAL and peer already holds: a plain Vec<Vec<u8>>.
                 prop_assert_eq!(&encoded, &bincode::serialize(&batch).unwrap());
