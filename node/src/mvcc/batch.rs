@@ -386,7 +386,7 @@ impl Writer<'_, '_> {
             lease,
             tombstone: false,
         };
-        self.append(rev, &record)?;
+        self.append(rev, record)?;
         Ok(PutResponse { header: header(rev.main), prev_kv: prev.filter(|_| req.prev_kv).map(Record::into_kv) })
     }
 
@@ -410,7 +410,7 @@ impl Writer<'_, '_> {
         }
         for (key, _) in &visible {
             let rev = ctx.next_rev();
-            self.append(rev, &Record::tombstone(key, rev.main))?;
+            self.append(rev, Record::tombstone(key, rev.main))?;
         }
         Ok(DeleteRangeResponse {
             header: header(ctx.view_rev()),
@@ -420,12 +420,12 @@ impl Writer<'_, '_> {
     }
 
     /// Writes `record` at the fresh revision `rev` and indexes it.
-    fn append(&mut self, rev: Rev, record: &Record) -> Result<(), MvccError> {
+    fn append(&mut self, rev: Rev, record: Record) -> Result<(), MvccError> {
         let existed = self.table.insert(rev.to_key(), record.encode().as_slice())?.is_some();
         assert!(!existed, "revision {rev} was written twice");
         let entry = Entry { rev, tombstone: record.tombstone };
         self.index.push(&record.key, entry, self.journal);
-        self.events.push(event_of(record.clone()));
+        self.events.push(event_of(record));
         Ok(())
     }
 }
