@@ -36,10 +36,10 @@ fn main() -> ExitCode {
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     builder.enable_all();
     // With tokio's LIFO slot a connection's task, woken by the stream task that just finished a
-    // response, runs right after it and writes that one response: a batch of 30 applied puts left
-    // in ~23 writes of a few hundred bytes. Without it the connection task waits its turn while the
-    // batch's other streams finish, and writes them together: 0.21 writev per put instead of 0.77
-    // at 100 clients on 10 connections, ~15% less leader CPU per put, 1-client latency unchanged
+    // response, runs right after it and writes that one response, though an applied batch holds
+    // ~24 puts. Without it the connection task waits its turn while the batch's other streams
+    // finish, and writes them together: 0.21 writev per put instead of 0.77 at 100 clients on 10
+    // connections, ~15% less leader CPU per put, 1-client latency unchanged
     // (reports/bench-vs-etcd.md). Real builds get the cfg from .cargo/config.toml.
     #[cfg(tokio_unstable)]
     builder.disable_lifo_slot();
