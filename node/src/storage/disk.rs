@@ -89,6 +89,12 @@ pub trait Disk: Send + Sync + 'static {
     /// this handle: a second open of the same file, here or in another process, fails until the
     /// handle is dropped.
     fn open_random(&self, path: &Path) -> Result<Box<dyn RandomFile>, StorageError>;
+
+    /// Opens file `path` for positional reads and writes like [`Disk::open_random`], without
+    /// locking it: for a file whose owner is already exclusive (a WAL segment, in a directory the
+    /// member's locked database guards), and which a restarted owner in the same process may
+    /// reopen before the old handle is gone.
+    fn open_positional(&self, path: &Path) -> Result<Box<dyn RandomFile>, StorageError>;
 }
 
 /// An open file of a [`Disk`] with positional access (the database file).
@@ -239,13 +245,7 @@ impl Disk for RealDisk {
     }
 
     fn open_random(&self, path: &Path) -> Result<Box<dyn RandomFile>, StorageError> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(path)
-            .map_err(|e| StorageError::io(path, e))?;
+        let file = open_read_write(path)?;
         match file.try_lock() {
             Ok(()) => Ok(Box::new(RealRandomFile { file, path: path.to_path_buf() })),
             Err(std::fs::TryLockError::WouldBlock) => Err(StorageError::io(
@@ -255,9 +255,25 @@ impl Disk for RealDisk {
             Err(std::fs::TryLockError::Error(e)) => Err(StorageError::io(path, e)),
         }
     }
+
+    fn open_positional(&self, path: &Path) -> Result<Box<dyn RandomFile>, StorageError> {
+        Ok(Box::new(RealRandomFile { file: open_read_write(path)?, path: path.to_path_buf() }))
+    }
 }
 
-/// A positional file of the [`RealDisk`], locked (flock) while open.
+/// Opens `path` for reading and writing, creating it empty if missing.
+fn open_read_write(path: &Path) -> Result<File, StorageError> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .map_err(|e| StorageError::io(path, e))
+}
+
+/// A positional file of the [`RealDisk`], locked (flock) while open if opened with
+/// [`Disk::open_random`].
 #[derive(Debug)]
 struct RealRandomFile {
     file: File,

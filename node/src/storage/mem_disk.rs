@@ -281,7 +281,10 @@ impl MemDisk {
     pub fn synced_len(&self, path: &Path) -> Option<u64> {
         let state = self.lock();
         let id = state.lookup(path).ok()?;
-        state.inodes.get(&id).map(|inode| inode.synced_len as u64)
+        state.inodes.get(&id).map(|inode| match &inode.random {
+            Some(journal) => journal.durable.len() as u64,
+            None => inode.synced_len as u64,
+        })
     }
 
     /// The names of directory `dir` that would survive a crash (as of its last `sync_dir`), or
@@ -308,6 +311,8 @@ impl MemDisk {
                 let inode = state.inode_mut(path, id)?;
                 inode.data.clear();
                 inode.synced_len = 0;
+                // An append file from now on: its earlier positional image is gone.
+                inode.random = None;
                 id
             }
             (None, _) => {
@@ -464,6 +469,11 @@ impl Disk for MemDisk {
         let inode = state.inode_mut(path, id)?;
         inode.data.resize(len, 0);
         inode.synced_len = len;
+        if let Some(journal) = &mut inode.random {
+            // Durable on return, with every earlier change: the whole file is synced.
+            journal.changes.clear();
+            journal.durable = inode.data.clone();
+        }
         Ok(())
     }
 
@@ -491,6 +501,17 @@ impl Disk for MemDisk {
     }
 
     fn open_random(&self, path: &Path) -> Result<Box<dyn RandomFile>, StorageError> {
+        self.open_positional_file(path, true)
+    }
+
+    fn open_positional(&self, path: &Path) -> Result<Box<dyn RandomFile>, StorageError> {
+        self.open_positional_file(path, false)
+    }
+}
+
+impl MemDisk {
+    /// [`Disk::open_random`] (`lock`) or [`Disk::open_positional`].
+    fn open_positional_file(&self, path: &Path, lock: bool) -> Result<Box<dyn RandomFile>, StorageError> {
         let handle = self.open_file(path, OpenMode::Append)?;
         let mut state = self.lock();
         let id = state.lookup(path)?;
@@ -502,10 +523,12 @@ impl Disk for MemDisk {
             inode.random = Some(RandomJournal { durable: inode.data.clone(), ..RandomJournal::default() });
         }
         let journal = inode.random.as_mut().ok_or_else(|| io_error(path, io::ErrorKind::Other, "not positional"))?;
-        if journal.locked_by.is_some() {
-            return Err(io_error(path, io::ErrorKind::WouldBlock, "the file is in use by another process"));
+        if lock {
+            if journal.locked_by.is_some() {
+                return Err(io_error(path, io::ErrorKind::WouldBlock, "the file is in use by another process"));
+            }
+            journal.locked_by = Some(handle_id);
         }
-        journal.locked_by = Some(handle_id);
         drop(handle);
         Ok(Box::new(MemRandomFile {
             state: Arc::clone(&self.state),
@@ -737,6 +760,20 @@ mod tests {
         write_file(&disk, "/d/f", b"abcdef", false);
         disk.sync_dir(Path::new("/d")).unwrap();
         disk.truncate(Path::new("/d/f"), 4).unwrap();
+        disk.crash(CrashPolicy::DropUnsynced);
+        assert_eq!(disk.read_all(Path::new("/d/f")).unwrap(), b"abcd");
+    }
+
+    #[test]
+    fn truncate_of_a_positional_file_is_durable_with_its_earlier_writes() {
+        let disk = disk_with_dir();
+        write_file(&disk, "/d/f", b"", true);
+        disk.sync_dir(Path::new("/d")).unwrap();
+        let file = disk.open_random(Path::new("/d/f")).unwrap();
+        file.write_at(0, b"abcdef").unwrap();
+        drop(file);
+        disk.truncate(Path::new("/d/f"), 4).unwrap();
+        assert_eq!(disk.synced_len(Path::new("/d/f")), Some(4));
         disk.crash(CrashPolicy::DropUnsynced);
         assert_eq!(disk.read_all(Path::new("/d/f")).unwrap(), b"abcd");
     }

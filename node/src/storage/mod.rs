@@ -47,4 +47,6 @@ pub use disk::{Disk, DiskFile, RandomFile, RealDisk};
 pub use error::StorageError;
 pub use mem_disk::{CrashPolicy, MemDisk};
 pub use segment::{RECORD_BYTES_MAX, RECORD_HEADER_BYTES, SEGMENT_HEADER_BYTES};
-pub use wal::{read_record, RecordLoc, Segment, Wal, SEGMENT_BYTES_MAX, SEGMENT_BYTES_TARGET, WRITE_BUFFER_BYTES_MAX};
+pub use wal::{
+    read_record, RecordLoc, Segment, Wal, ROOM_BYTES, SEGMENT_BYTES_MAX, SEGMENT_BYTES_TARGET, WRITE_BUFFER_BYTES_MAX,
+};

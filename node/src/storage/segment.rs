@@ -9,6 +9,10 @@
 //!
 //! The checksum covers the length field too, so a flipped length is caught, and a run of zero
 //! bytes never decodes as a valid record (crc32 of four zero bytes is not zero).
+//!
+//! The last segment may end in zeros: room written ahead of the records (see `wal.rs`), so that
+//! appending overwrites bytes already on disk instead of growing the file. Records end where the
+//! zeros begin; every other segment ends exactly with its last record.
 
 use std::path::{Path, PathBuf};
 
@@ -115,8 +119,11 @@ pub(super) fn decode_record(file: &Path, offset: u64, framed: &[u8]) -> Result<V
 #[derive(Debug, PartialEq, Eq)]
 pub(super) struct Decoded {
     pub records: Vec<Vec<u8>>,
-    /// For the last segment only: where a torn tail starts (the file must be cut there), and why.
-    pub torn: Option<(u64, String)>,
+    /// Where the records end: the next record goes there.
+    pub end: u64,
+    /// For the last segment only: why the bytes from `end` on are a torn tail (the file must be
+    /// cut there, as they are neither records nor zeros).
+    pub torn: Option<String>,
 }
 
 /// Reads 4 bytes at `at`; the caller has checked the bounds.
@@ -150,18 +157,29 @@ fn decode_header(file: &Path, bytes: &[u8], seq: u64) -> Result<(), StorageError
     Ok(())
 }
 
-/// Decodes segment `seq` read from `file`. In the last segment (`is_last`), a record cut short by
-/// the end of the file, a checksum mismatch in a final record that ends exactly at the end of the
-/// file, or a zero-filled tail is a torn write: decoding stops there and reports where, unless
-/// whole records follow the bad one up to the end of the file (a damaged length field, see
-/// [`whole_records_follow`]). Anything else that is not a valid record is [`StorageError::Corrupt`].
+/// Where the data of a segment ends: after its last non-zero byte, and never inside the header.
+/// Past it there are only zeros (room written ahead in the last segment).
+fn data_end(bytes: &[u8]) -> usize {
+    let header = SEGMENT_HEADER_BYTES as usize;
+    bytes.iter().rposition(|&b| b != 0).map_or(header, |last| (last + 1).max(header))
+}
+
+/// Decodes segment `seq` read from `file`. Records end at the first position from which only
+/// zeros follow (a record header is never all zeros): in the last segment that is the room
+/// written ahead; in any other it is corruption, because a segment is cut to its records before
+/// the next one is created. In the last segment (`is_last`), a record cut short by the end of the
+/// file or by the zeros after the data, or a final record whose checksum fails, is a torn write:
+/// decoding stops there and reports it, unless whole records follow the bad one up to the end of
+/// the data (a damaged length field, see [`whole_records_follow`]). Anything else that is not a
+/// valid record is [`StorageError::Corrupt`].
 pub(super) fn decode_segment(file: &Path, bytes: &[u8], seq: u64, is_last: bool) -> Result<Decoded, StorageError> {
     decode_header(file, bytes, seq)?;
     let file_len = bytes.len();
+    let data_end = data_end(bytes);
     let mut records = Vec::new();
     let mut at = SEGMENT_HEADER_BYTES as usize;
     // Bounded: every iteration advances `at` by at least RECORD_HEADER_BYTES.
-    while at < file_len {
+    while at < data_end {
         let offset = at as u64;
         let remaining = file_len - at;
         if (remaining as u64) < RECORD_HEADER_BYTES {
@@ -178,7 +196,7 @@ pub(super) fn decode_segment(file: &Path, bytes: &[u8], seq: u64, is_last: bool)
         let end = payload_at + len as usize;
         if end > file_len {
             let reason = format!("record of {len} bytes cut short: {} bytes before end of file", file_len - payload_at);
-            if whole_records_follow(bytes, payload_at) {
+            if whole_records_follow(bytes, payload_at, data_end) {
                 return Err(StorageError::corrupt(file, offset, format!("{reason}, yet whole records follow it")));
             }
             return torn_tail(file, offset, is_last, reason, records);
@@ -187,9 +205,7 @@ pub(super) fn decode_segment(file: &Path, bytes: &[u8], seq: u64, is_last: bool)
         let crc = checksum(len.to_le_bytes(), payload);
         if crc != stored_crc {
             let reason = format!("checksum mismatch: stored {stored_crc:08x}, computed {crc:08x}");
-            let zero_tail = bytes[at..].iter().all(|&b| b == 0);
-            let ends_at_eof = end == file_len && !whole_records_follow(bytes, payload_at);
-            if ends_at_eof || zero_tail {
+            if end >= data_end && !whole_records_follow(bytes, payload_at, data_end) {
                 return torn_tail(file, offset, is_last, reason, records);
             }
             return Err(StorageError::corrupt(file, offset, reason));
@@ -197,20 +213,25 @@ pub(super) fn decode_segment(file: &Path, bytes: &[u8], seq: u64, is_last: bool)
         records.push(payload.to_vec());
         at = end;
     }
-    Ok(Decoded { records, torn: None })
+    if at < file_len && !is_last {
+        let reason = format!("{} zero bytes after the last record of a segment that is not the last", file_len - at);
+        return Err(StorageError::corrupt(file, at as u64, reason));
+    }
+    Ok(Decoded { records, end: at as u64, torn: None })
 }
 
-/// Whether a run of valid records starts somewhere at or after `from` and ends exactly at the end
-/// of the file. A torn write keeps a prefix of what was written, so the bytes after the header of
-/// the record it cut are a prefix of that record's payload and never end in whole records. When
-/// they do, the record's length field was damaged in place: corruption, not a torn tail (cutting
-/// the file there would drop records that were durable).
-fn whole_records_follow(bytes: &[u8], from: usize) -> bool {
-    (from..bytes.len()).any(|start| records_reach_eof(bytes, start))
+/// Whether a run of valid records starts somewhere at or after `from` and reaches the end of the
+/// data (`data_end`, see [`data_end`]). A torn write keeps a prefix of what was written, so the
+/// bytes after the header of the record it cut are a prefix of that record's payload and never
+/// end in whole records. When they do, the record's length field was damaged in place:
+/// corruption, not a torn tail (cutting the file there would drop records that were durable).
+fn whole_records_follow(bytes: &[u8], from: usize, data_end: usize) -> bool {
+    (from..data_end).any(|start| records_reach(bytes, start, data_end))
 }
 
-/// Whether valid records, one after another from `at`, end exactly at the end of `bytes`.
-fn records_reach_eof(bytes: &[u8], mut at: usize) -> bool {
+/// Whether valid records, one after another from `at`, reach `data_end` (the last one ends at
+/// or past it, within the file).
+fn records_reach(bytes: &[u8], mut at: usize, data_end: usize) -> bool {
     let header = RECORD_HEADER_BYTES as usize;
     while bytes.len() - at >= header {
         let len = u32_at(bytes, at) as usize;
@@ -222,7 +243,7 @@ fn records_reach_eof(bytes: &[u8], mut at: usize) -> bool {
             return false;
         }
         at = payload_at + len;
-        if at == bytes.len() {
+        if at >= data_end {
             return true;
         }
     }
@@ -241,7 +262,7 @@ fn torn_tail(
     if !is_last {
         return Err(StorageError::corrupt(file, offset, reason));
     }
-    Ok(Decoded { records, torn: Some((offset, reason)) })
+    Ok(Decoded { records, end: offset, torn: Some(reason) })
 }
 
 #[cfg(test)]
@@ -269,17 +290,47 @@ mod tests {
         let bytes = segment(3, &[b"a", b"", b"ccc"]);
         let decoded = decode_segment(Path::new("s"), &bytes, 3, false).unwrap();
         assert_eq!(decoded.records, vec![b"a".to_vec(), vec![], b"ccc".to_vec()]);
+        assert_eq!(decoded.end, bytes.len() as u64);
         assert_eq!(decoded.torn, None);
     }
 
     #[test]
-    fn a_zero_filled_tail_of_the_last_segment_is_torn() {
-        let mut bytes = segment(0, &[b"kept"]);
+    fn zeros_after_the_records_of_the_last_segment_are_room_not_a_torn_tail() {
+        // The last record's payload ends in zeros too: the records still end after it.
+        let mut bytes = segment(0, &[b"kept", b"ends in zeros\0\0\0"]);
         let good_len = bytes.len() as u64;
         bytes.extend_from_slice(&[0; 100]);
         let decoded = decode_segment(Path::new("s"), &bytes, 0, true).unwrap();
+        assert_eq!(decoded.records, vec![b"kept".to_vec(), b"ends in zeros\0\0\0".to_vec()]);
+        assert_eq!((decoded.end, decoded.torn), (good_len, None));
+        let err = decode_segment(Path::new("s"), &bytes, 0, false).unwrap_err();
+        assert!(matches!(err, StorageError::Corrupt { offset, .. } if offset == good_len), "{err}");
+    }
+
+    #[test]
+    fn a_record_torn_inside_the_room_is_a_torn_tail() {
+        let mut bytes = segment(0, &[b"kept"]);
+        let good_len = bytes.len();
+        encode_record(&mut bytes, &[7; 700]);
+        // Only the first sector-sized piece of the new record reached the disk.
+        bytes.truncate(good_len + 300);
+        bytes.resize(good_len + 4096, 0);
+        let decoded = decode_segment(Path::new("s"), &bytes, 0, true).unwrap();
         assert_eq!(decoded.records, vec![b"kept".to_vec()]);
-        assert_eq!(decoded.torn.map(|(offset, _)| offset), Some(good_len));
+        assert_eq!(decoded.end, good_len as u64);
+        assert!(decoded.torn.is_some());
+    }
+
+    #[test]
+    fn a_damaged_length_before_the_room_is_corrupt_not_a_torn_tail() {
+        let payloads: Vec<&[u8]> = vec![b"first record", b"second record", b"third record"];
+        let mut bytes = segment(0, &payloads);
+        bytes.resize(bytes.len() + 4096, 0);
+        let second_at = SEGMENT_HEADER_BYTES as usize + RECORD_HEADER_BYTES as usize + payloads[0].len();
+        // Byte 1 of the length: the record now claims ~64 KiB, past the data and the room.
+        bytes[second_at + 1] ^= 0xff;
+        let err = decode_segment(Path::new("s"), &bytes, 0, true).unwrap_err();
+        assert!(matches!(err, StorageError::Corrupt { offset, .. } if offset == second_at as u64), "{err}");
     }
 
     #[test]
@@ -356,12 +407,19 @@ mod tests {
         fn a_last_segment_cut_anywhere_is_a_torn_tail_never_corruption(
             payloads in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..64), 1..8),
             cut in any::<proptest::sample::Index>(),
+            room in prop_oneof![Just(0usize), 1usize..600],
         ) {
+            // Cut, then (with room written ahead) zeros where the rest of the write never landed.
             let refs: Vec<&[u8]> = payloads.iter().map(Vec::as_slice).collect();
-            let bytes = segment(0, &refs);
+            let mut bytes = segment(0, &refs);
             let header = SEGMENT_HEADER_BYTES as usize;
             let keep = header + cut.index(bytes.len() - header + 1);
-            let decoded = decode_segment(Path::new("s"), &bytes[..keep], 0, true);
+            let full_len = bytes.len();
+            bytes.truncate(keep);
+            if room > 0 {
+                bytes.resize(full_len + room, 0);
+            }
+            let decoded = decode_segment(Path::new("s"), &bytes, 0, true);
             let decoded = decoded.map_err(|e| TestCaseError::fail(e.to_string()))?;
             prop_assert_eq!(&decoded.records[..], &payloads[..decoded.records.len()]);
         }
@@ -372,12 +430,16 @@ mod tests {
             position in any::<proptest::sample::Index>(),
             flip in 1u8..=255,
             is_last in any::<bool>(),
+            room in prop_oneof![Just(0usize), 1usize..600],
         ) {
             let refs: Vec<&[u8]> = payloads.iter().map(Vec::as_slice).collect();
             let mut bytes = segment(0, &refs);
             let at = SEGMENT_HEADER_BYTES as usize
                 + position.index(bytes.len() - SEGMENT_HEADER_BYTES as usize);
             bytes[at] ^= flip;
+            if is_last {
+                bytes.resize(bytes.len() + room, 0);
+            }
             match decode_segment(Path::new("s"), &bytes, 0, is_last) {
                 Ok(decoded) => {
                     prop_assert!(is_last, "damage in a non-last segment went unnoticed");

@@ -9,7 +9,7 @@ use proptest::prelude::*;
 
 use super::segment::{encode_header, segment_path};
 use super::{
-    CrashPolicy, Disk, MemDisk, Segment, StorageError, Wal, RECORD_HEADER_BYTES, SEGMENT_HEADER_BYTES,
+    CrashPolicy, Disk, MemDisk, Segment, StorageError, Wal, RECORD_HEADER_BYTES, ROOM_BYTES, SEGMENT_HEADER_BYTES,
     WRITE_BUFFER_BYTES_MAX,
 };
 
@@ -35,11 +35,22 @@ fn crash_dropping_unsynced_bytes_loses_exactly_the_unsynced_records() {
     wal.sync().unwrap();
     wal.append(b"unsynced-1").unwrap();
     wal.append(b"unsynced-2").unwrap();
-    // Handed to the file but not synced: still lost.
-    wal.append(&vec![9u8; WRITE_BUFFER_BYTES_MAX]).unwrap();
     disk.crash(CrashPolicy::DropUnsynced);
     let (_, segments) = open(&disk);
     assert_eq!(all_records(&segments), vec![b"synced-1".to_vec(), b"synced-2".to_vec()]);
+}
+
+#[test]
+fn a_full_write_buffer_is_synced_by_append() {
+    let disk = Arc::new(MemDisk::new());
+    let (mut wal, _) = open(&disk);
+    let big = vec![9u8; WRITE_BUFFER_BYTES_MAX];
+    wal.append(b"before").unwrap();
+    wal.append(&big).unwrap();
+    wal.append(b"buffered").unwrap();
+    disk.crash(CrashPolicy::DropUnsynced);
+    let (_, segments) = open(&disk);
+    assert_eq!(all_records(&segments), vec![b"before".to_vec(), big]);
 }
 
 #[test]
@@ -96,17 +107,70 @@ fn append_touches_no_file_until_sync() {
     assert_eq!(disk.read_all(&path).unwrap().len() as u64, SEGMENT_HEADER_BYTES);
     assert_eq!(wal.current_len(), SEGMENT_HEADER_BYTES + RECORD_HEADER_BYTES + 5);
     wal.sync().unwrap();
-    assert_eq!(disk.synced_len(&path), Some(wal.current_len()));
+    assert_eq!(disk.synced_len(&path), Some(wal.current_len() + ROOM_BYTES));
 }
 
 #[test]
-fn append_writes_a_full_buffer_to_the_file_without_syncing() {
+fn syncs_write_records_over_the_room_and_more_room_only_when_it_runs_out() {
     let disk = Arc::new(MemDisk::new());
     let (mut wal, _) = open(&disk);
+    wal.set_room_bytes(100);
     let path = segment_path(&wal_dir(), 0);
-    wal.append(&vec![1u8; WRITE_BUFFER_BYTES_MAX]).unwrap();
-    assert_eq!(disk.read_all(&path).unwrap().len() as u64, wal.current_len());
-    assert_eq!(disk.synced_len(&path), Some(SEGMENT_HEADER_BYTES));
+    wal.append(&[1; 10]).unwrap();
+    wal.sync().unwrap();
+    let first_end = SEGMENT_HEADER_BYTES + RECORD_HEADER_BYTES + 10;
+    assert_eq!((wal.current_len(), wal.file_len()), (first_end, first_end + 100));
+    // 90 bytes fit in the room: the file does not grow.
+    wal.append(&[2; 82]).unwrap();
+    wal.sync().unwrap();
+    assert_eq!((wal.current_len(), wal.file_len()), (first_end + 90, first_end + 100));
+    let bytes = disk.read_all(&path).unwrap();
+    assert!(bytes[(first_end + 90) as usize..].iter().all(|&b| b == 0));
+    // 18 more do not: the records go past the room, and new room follows them.
+    wal.append(&[3; 10]).unwrap();
+    wal.sync().unwrap();
+    assert_eq!((wal.current_len(), wal.file_len()), (first_end + 108, first_end + 208));
+    assert_eq!(disk.synced_len(&path), Some(first_end + 208));
+    drop(wal);
+    let (wal, segments) = open(&disk);
+    assert_eq!(all_records(&segments), vec![vec![1; 10], vec![2; 82], vec![3; 10]]);
+    assert_eq!(wal.current_len(), first_end + 108);
+}
+
+#[test]
+fn a_rotation_cuts_the_old_segment_to_its_records() {
+    let disk = Arc::new(MemDisk::new());
+    let (mut wal, _) = open(&disk);
+    wal.append(b"old").unwrap();
+    wal.sync().unwrap();
+    let old_len = wal.current_len();
+    wal.rotate(&[]).unwrap();
+    assert_eq!(disk.synced_len(&segment_path(&wal_dir(), 0)), Some(old_len));
+}
+
+#[test]
+fn a_torn_write_over_the_room_is_cut_off_with_every_byte_after_it() {
+    // The records of the last sync tear: the file is cut where the records end, so that nothing
+    // of the torn write is left to be read as records after later appends.
+    let disk = Arc::new(MemDisk::new());
+    let (mut wal, _) = open(&disk);
+    wal.append(b"synced").unwrap();
+    wal.sync().unwrap();
+    let synced_end = wal.current_len();
+    wal.append(&[5; 2000]).unwrap();
+    wal.sync().unwrap();
+    // Corrupt the second record's checksum in place, as a torn write would leave it.
+    drop(wal);
+    let path = segment_path(&wal_dir(), 0);
+    let bytes = disk.read_all(&path).unwrap();
+    let file = disk.open_positional(&path).unwrap();
+    file.write_at(synced_end + 4, &[bytes[synced_end as usize + 4] ^ 1]).unwrap();
+    file.sync().unwrap();
+    drop(file);
+    let (wal, segments) = open(&disk);
+    assert_eq!(all_records(&segments), vec![b"synced".to_vec()]);
+    assert_eq!((wal.current_len(), wal.file_len()), (synced_end, synced_end));
+    assert_eq!(disk.synced_len(&path), Some(synced_end));
 }
 
 #[test]
@@ -250,11 +314,12 @@ impl Model {
     }
 }
 
-fn run(ops: Vec<Op>, write_buffer_bytes_max: usize) -> Result<(), TestCaseError> {
+fn run(ops: Vec<Op>, write_buffer_bytes_max: usize, room_bytes: u64) -> Result<(), TestCaseError> {
     let disk = Arc::new(MemDisk::new());
     let open = |disk: &Arc<MemDisk>| {
         let (mut wal, recovered) = open(disk);
         wal.set_write_buffer_bytes_max(write_buffer_bytes_max);
+        wal.set_room_bytes(room_bytes);
         (wal, recovered)
     };
     let (mut wal, recovered) = open(&disk);
@@ -311,7 +376,8 @@ proptest! {
     fn recovery_keeps_every_synced_record_and_only_appended_ones(
         ops in proptest::collection::vec(op(), 0..80),
         write_buffer_bytes_max in prop_oneof![Just(WRITE_BUFFER_BYTES_MAX), 0usize..128],
+        room_bytes in prop_oneof![Just(ROOM_BYTES), Just(0), 1u64..1200],
     ) {
-        run(ops, write_buffer_bytes_max)?;
+        run(ops, write_buffer_bytes_max, room_bytes)?;
     }
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use super::segment::segment_path;
 use super::{
     read_record, Disk, MemDisk, RealDisk, RecordLoc, Segment, StorageError, Wal, RECORD_BYTES_MAX, RECORD_HEADER_BYTES,
-    SEGMENT_HEADER_BYTES,
+    ROOM_BYTES, SEGMENT_HEADER_BYTES,
 };
 
 /// A disk and a WAL directory on it (not created yet).
@@ -166,7 +166,8 @@ fn a_record_torn_at_any_byte_leaves_the_earlier_records(h: Harness) {
     let offsets = three_records(&h);
     let path = h.segment(0);
     let full = h.read(&path);
-    for cut in offsets[2]..full.len() as u64 {
+    let records_end = offsets[2] + framed(b"r2");
+    for cut in offsets[2]..records_end {
         h.overwrite(&path, &full[..cut as usize]);
         let (wal, segments) = h.open();
         assert_eq!(segments, vec![segment(0, &[b"r0", b"r1"])], "cut at {cut}");
@@ -309,6 +310,38 @@ fn records_read_back_where_append_and_recovery_say_they_are(h: Harness) {
     assert_corrupt(read_record(h.disk.as_ref(), &h.dir, locs[2]).unwrap_err(), &h.segment(0), locs[2].offset);
 }
 
+fn appends_after_reopen_write_over_the_room_without_growing_the_file(h: Harness) {
+    let offsets = three_records(&h);
+    let path = h.segment(0);
+    let records_end = offsets[2] + framed(b"r2");
+    let file_len = h.read(&path).len() as u64;
+    assert_eq!(file_len, records_end + ROOM_BYTES);
+    let (mut wal, segments) = h.open();
+    assert_eq!(segments, vec![segment(0, &[b"r0", b"r1", b"r2"])]);
+    assert_eq!(wal.current_len(), records_end);
+    wal.append(b"r3").unwrap();
+    wal.sync().unwrap();
+    drop(wal);
+    assert_eq!(h.read(&path).len() as u64, file_len);
+    let (wal, segments) = h.open();
+    assert_eq!(segments, vec![segment(0, &[b"r0", b"r1", b"r2", b"r3"])]);
+    assert_eq!(wal.current_len(), records_end + framed(b"r3"));
+}
+
+fn zeros_after_the_records_of_an_earlier_segment_are_corrupt(h: Harness) {
+    let offsets = three_records(&h);
+    let (mut wal, _) = h.open();
+    wal.rotate(&[b"head"]).unwrap();
+    drop(wal);
+    let path = h.segment(0);
+    let mut bytes = h.read(&path);
+    let records_end = offsets[2] + framed(b"r2");
+    assert_eq!(bytes.len() as u64, records_end, "rotation cuts the room off");
+    bytes.resize(bytes.len() + 100, 0);
+    h.overwrite(&path, &bytes);
+    assert_corrupt(h.open_err(), &path, records_end);
+}
+
 macro_rules! on_both_disks {
     ($($name:ident),* $(,)?) => {
         mod mem {
@@ -339,4 +372,6 @@ on_both_disks!(
     files_that_are_not_segments_are_left_alone,
     an_oversized_record_is_refused_and_the_wal_stays_usable,
     records_read_back_where_append_and_recovery_say_they_are,
+    appends_after_reopen_write_over_the_room_without_growing_the_file,
+    zeros_after_the_records_of_an_earlier_segment_are_corrupt,
 );

@@ -3,9 +3,20 @@
 //! # Life of a record
 //!
 //! [`Wal::append`] frames the record into an in-memory buffer (cheap: no system call until the
-//! buffer passes [`WRITE_BUFFER_BYTES_MAX`]). [`Wal::sync`] writes the buffer to the current
-//! segment and syncs it: every record appended before a successful `sync` survives any crash.
-//! The owner appends many records, then syncs once (group commit).
+//! buffer passes [`WRITE_BUFFER_BYTES_MAX`], which syncs). [`Wal::sync`] writes the buffer to the
+//! current segment and syncs it: every record appended before a successful `sync` survives any
+//! crash. The owner appends many records, then syncs once (group commit). Every sync covers one
+//! write of records, so a crash can only ever tear the records written after the last sync.
+//!
+//! # Room written ahead
+//!
+//! The current segment is kept longer than its records: zeros, written and synced ahead of them
+//! in steps of [`ROOM_BYTES`]. A sync of records written over those zeros changes no file
+//! metadata (neither its size nor its allocation), which on ext4 makes `fdatasync` markedly
+//! cheaper than one that grows the file (measured: 123–134 µs against 183–227 µs per 8 KiB
+//! append on this project's machines). The records end where the zeros begin: a record header is
+//! never all zeros (see `segment.rs`). A segment is cut to its records when the next one is
+//! created, so only the last segment has room.
 //!
 //! # Segments
 //!
@@ -20,7 +31,9 @@
 //! # Recovery ([`Wal::open`])
 //!
 //! Every segment is decoded and checked. Only the tail of the last segment may be torn (records
-//! appended after the last sync); it is cut off, durably, with a warning. Everything recovered is
+//! appended after the last sync); it is cut off, durably, with a warning. Cutting, rather than
+//! zeroing, also removes any stale bytes past the records, so that no leftover of a torn write can
+//! ever follow records appended later. Everything recovered is
 //! then made durable (the last segment and the directory are synced), because the previous
 //! process may have died with written but unsynced records in the page cache, and the owner
 //! treats recovered records as durable. Anything else that is not
@@ -35,7 +48,7 @@ use super::segment::{
     classify, decode_record, decode_segment, encode_header, encode_record, segment_path, tmp_path, EntryKind,
     RECORD_BYTES_MAX, RECORD_HEADER_BYTES, SEGMENT_HEADER_BYTES,
 };
-use super::{Disk, DiskFile, StorageError};
+use super::{Disk, RandomFile, StorageError};
 
 /// The segment size past which the owner should [`Wal::rotate`]. Advisory: the WAL does not rotate
 /// by itself, because a new segment opens with the owner's header records.
@@ -43,9 +56,13 @@ pub const SEGMENT_BYTES_TARGET: u64 = 64 * 1024 * 1024;
 /// The hard limit of one segment: [`Wal::append`] refuses to grow the current segment past it
 /// ([`StorageError::SegmentFull`]). Recovery reads whole segments into memory; this bounds that.
 pub const SEGMENT_BYTES_MAX: u64 = 1024 * 1024 * 1024;
-/// Buffered (appended, not yet written) bytes past which [`Wal::append`] hands the buffer to the
-/// file without syncing, to bound the WAL's memory between syncs.
+/// Buffered (appended, not yet written) bytes past which [`Wal::append`] syncs, to bound the
+/// WAL's memory between syncs.
 pub const WRITE_BUFFER_BYTES_MAX: usize = 4 * 1024 * 1024;
+/// How much zero-filled room a sync that runs out of it writes ahead of the records.
+pub const ROOM_BYTES: u64 = 1024 * 1024;
+/// Zeros written ahead, a piece at a time.
+static ZEROS: [u8; 64 * 1024] = [0; 64 * 1024];
 
 /// Where a record is: its segment, the offset of its frame in the segment, its payload length.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -95,11 +112,15 @@ pub struct Wal {
     first_seq: u64,
     /// The current segment, the only one that grows.
     seq: u64,
-    file: Box<dyn DiskFile>,
-    /// Bytes of the current segment handed to the file (durable or not).
+    file: Box<dyn RandomFile>,
+    /// Bytes of records (and header) of the current segment handed to the file, durable or not.
     written_len: u64,
-    /// Bytes of the current segment known durable.
+    /// Bytes of the current segment's records known durable.
     synced_len: u64,
+    /// The length of the current segment's file: past `written_len` it holds only zeros.
+    file_len: u64,
+    /// [`ROOM_BYTES`], lowered by tests to exercise records written over and past the room.
+    room_bytes: u64,
     /// Framed records appended but not yet handed to the file.
     buf: Vec<u8>,
     /// Set by a failed write or sync: what reached the disk is unknown.
@@ -116,6 +137,7 @@ impl fmt::Debug for Wal {
             .field("seq", &self.seq)
             .field("written_len", &self.written_len)
             .field("synced_len", &self.synced_len)
+            .field("file_len", &self.file_len)
             .field("buffered_bytes", &self.buf.len())
             .field("poisoned", &self.poisoned)
             .finish()
@@ -139,40 +161,52 @@ impl Wal {
         let seqs = scan_dir(disk.as_ref(), dir)?;
         let (Some(&first_seq), Some(&last_seq)) = (seqs.first(), seqs.last()) else {
             let (file, len) = create_segment(disk.as_ref(), dir, 0, &[])?;
-            let wal = Wal::new(disk, dir, 0, 0, file, len);
+            let wal = Wal::new(disk, dir, 0, 0, file, len)?;
             return Ok((wal, vec![Segment { seq: 0, records: Vec::new() }]));
         };
         let mut segments = Vec::with_capacity(seqs.len());
+        let mut end = SEGMENT_HEADER_BYTES;
         for &seq in &seqs {
-            let records = recover_segment(disk.as_ref(), dir, seq, seq == last_seq)?;
+            let (records, records_end) = recover_segment(disk.as_ref(), dir, seq, seq == last_seq)?;
             segments.push(Segment { seq, records });
+            end = records_end;
         }
         // What was recovered may sit unsynced in the page cache (the previous process was killed
         // between a write and its sync, or between a rotation's rename and its directory sync).
         // The owner will treat recovered records as durable: make them so.
-        let path = segment_path(dir, last_seq);
-        let mut file = disk.open_append(&path)?;
+        let file = disk.open_positional(&segment_path(dir, last_seq))?;
         file.sync()?;
         disk.sync_dir(dir)?;
-        let len = file.len()?;
-        let wal = Wal::new(disk, dir, first_seq, last_seq, file, len);
+        let wal = Wal::new(disk, dir, first_seq, last_seq, file, end)?;
         Ok((wal, segments))
     }
 
-    fn new(disk: Arc<dyn Disk>, dir: &Path, first_seq: u64, seq: u64, file: Box<dyn DiskFile>, len: u64) -> Wal {
+    /// A log whose current segment `seq` holds records up to `end`, and only zeros after that.
+    fn new(
+        disk: Arc<dyn Disk>,
+        dir: &Path,
+        first_seq: u64,
+        seq: u64,
+        file: Box<dyn RandomFile>,
+        end: u64,
+    ) -> Result<Wal, StorageError> {
         assert!(first_seq <= seq, "first segment after the current one");
-        Wal {
+        let file_len = file.len()?;
+        assert!(end <= file_len, "records end past the end of their segment");
+        Ok(Wal {
             disk,
             dir: dir.to_path_buf(),
             first_seq,
             seq,
             file,
-            written_len: len,
-            synced_len: len,
+            written_len: end,
+            synced_len: end,
+            file_len,
+            room_bytes: ROOM_BYTES,
             buf: Vec::new(),
             poisoned: false,
             write_buffer_bytes_max: WRITE_BUFFER_BYTES_MAX,
-        }
+        })
     }
 
     /// The directory of the log.
@@ -196,11 +230,24 @@ impl Wal {
         self.written_len + self.buf.len() as u64
     }
 
-    /// Lowers the write-buffer limit, so that tests see records written but not synced.
+    /// Lowers the write-buffer limit, so that tests sync in the middle of a run of appends.
     #[cfg(test)]
     pub(super) fn set_write_buffer_bytes_max(&mut self, bytes: usize) {
         assert!(bytes <= WRITE_BUFFER_BYTES_MAX);
         self.write_buffer_bytes_max = bytes;
+    }
+
+    /// Lowers the room written ahead, so that tests write records over it and past it.
+    #[cfg(test)]
+    pub(super) fn set_room_bytes(&mut self, bytes: u64) {
+        assert!(bytes <= ROOM_BYTES);
+        self.room_bytes = bytes;
+    }
+
+    /// The length of the current segment's file, room included.
+    #[cfg(test)]
+    pub(super) fn file_len(&self) -> u64 {
+        self.file_len
     }
 
     fn check_usable(&self) -> Result<(), StorageError> {
@@ -211,9 +258,9 @@ impl Wal {
     }
 
     /// Appends one record to the current segment and returns where it is, for [`read_record`].
-    /// Not durable until [`Wal::sync`] returns `Ok`. Fails with [`StorageError::RecordTooLarge`]
-    /// past [`RECORD_BYTES_MAX`], and with [`StorageError::SegmentFull`] if the segment would pass
-    /// [`SEGMENT_BYTES_MAX`].
+    /// Not durable until [`Wal::sync`] returns `Ok` (a full buffer syncs here). Fails with
+    /// [`StorageError::RecordTooLarge`] past [`RECORD_BYTES_MAX`], and with
+    /// [`StorageError::SegmentFull`] if the segment would pass [`SEGMENT_BYTES_MAX`].
     pub fn append(&mut self, payload: &[u8]) -> Result<RecordLoc, StorageError> {
         self.check_usable()?;
         let framed_bytes = check_record_len(payload)?;
@@ -223,22 +270,40 @@ impl Wal {
         let loc = RecordLoc { seq: self.seq, offset: self.current_len(), len: payload.len() as u32 };
         encode_record(&mut self.buf, payload);
         if self.buf.len() >= self.write_buffer_bytes_max {
-            self.write_buffer()?;
+            // Synced, not just written: a second write before the sync could reach the disk while
+            // this one did not, leaving zeros between records.
+            self.sync()?;
         }
         Ok(loc)
     }
 
-    /// Hands the buffered records to the file (no sync). Poisons the WAL on failure.
+    /// Hands the buffered records to the file (no sync) after the records already there, and
+    /// zeros after them if they used up the room. Poisons the WAL on failure.
     fn write_buffer(&mut self) -> Result<(), StorageError> {
         if self.buf.is_empty() {
             return Ok(());
         }
-        if let Err(err) = self.file.write_all(&self.buf) {
+        if let Err(err) = self.write_records_and_room() {
             self.poisoned = true;
             return Err(err);
         }
+        Ok(())
+    }
+
+    fn write_records_and_room(&mut self) -> Result<(), StorageError> {
+        self.file.write_at(self.written_len, &self.buf)?;
         self.written_len += self.buf.len() as u64;
         self.buf.clear();
+        self.file_len = self.file_len.max(self.written_len);
+        if self.file_len > self.written_len {
+            return Ok(());
+        }
+        let room_end = self.written_len + self.room_bytes;
+        while self.file_len < room_end {
+            let piece = (room_end - self.file_len).min(ZEROS.len() as u64) as usize;
+            self.file.write_at(self.file_len, &ZEROS[..piece])?;
+            self.file_len += piece as u64;
+        }
         Ok(())
     }
 
@@ -288,12 +353,19 @@ impl Wal {
             let path = segment_path(&self.dir, self.seq);
             return Err(StorageError::corrupt(path, 8, "segment numbers exhausted"));
         };
+        // Only the last segment may end in zeros: cut this one to its records, durably, first.
+        if self.file_len > self.written_len {
+            self.file.set_len(self.written_len)?;
+            self.file.sync()?;
+            self.file_len = self.written_len;
+        }
         let (file, len) = create_segment(self.disk.as_ref(), &self.dir, next, header_records)?;
         assert!(next > self.seq, "segment numbers must strictly increase");
         self.seq = next;
         self.file = file;
         self.written_len = len;
         self.synced_len = len;
+        self.file_len = len;
         Ok(next)
     }
 
@@ -348,8 +420,9 @@ fn scan_dir(disk: &dyn Disk, dir: &Path) -> Result<Vec<u64>, StorageError> {
     Ok(seqs)
 }
 
-/// Reads and decodes segment `seq`; in the last segment, cuts a torn tail off durably.
-fn recover_segment(disk: &dyn Disk, dir: &Path, seq: u64, is_last: bool) -> Result<Vec<Vec<u8>>, StorageError> {
+/// Reads and decodes segment `seq`; in the last segment, cuts a torn tail off durably. Returns its
+/// records and where they end.
+fn recover_segment(disk: &dyn Disk, dir: &Path, seq: u64, is_last: bool) -> Result<(Vec<Vec<u8>>, u64), StorageError> {
     let path = segment_path(dir, seq);
     let bytes = disk.read_all(&path)?;
     if bytes.len() as u64 > SEGMENT_BYTES_MAX {
@@ -357,27 +430,27 @@ fn recover_segment(disk: &dyn Disk, dir: &Path, seq: u64, is_last: bool) -> Resu
         return Err(StorageError::corrupt(&path, SEGMENT_BYTES_MAX, reason));
     }
     let decoded = decode_segment(&path, &bytes, seq, is_last)?;
-    if let Some((offset, reason)) = decoded.torn {
+    if let Some(reason) = decoded.torn {
         tracing::warn!(
             file = %path.display(),
-            offset,
-            cut_bytes = bytes.len() as u64 - offset,
+            offset = decoded.end,
+            cut_bytes = bytes.len() as u64 - decoded.end,
             reason,
             "truncating the torn tail of the last WAL segment"
         );
-        disk.truncate(&path, offset)?;
+        disk.truncate(&path, decoded.end)?;
     }
-    Ok(decoded.records)
+    Ok((decoded.records, decoded.end))
 }
 
 /// Writes segment `seq` holding `records` under a temporary name, syncs it, renames it into place
-/// and syncs the directory. Returns it open for appending, with its length.
+/// and syncs the directory. Returns it open for positional writes, with its length.
 fn create_segment(
     disk: &dyn Disk,
     dir: &Path,
     seq: u64,
     records: &[&[u8]],
-) -> Result<(Box<dyn DiskFile>, u64), StorageError> {
+) -> Result<(Box<dyn RandomFile>, u64), StorageError> {
     let path = segment_path(dir, seq);
     if disk.exists(&path)? {
         return Err(StorageError::corrupt(&path, 0, "segment exists already"));
@@ -393,7 +466,7 @@ fn create_segment(
     drop(file);
     disk.rename(&tmp, &path)?;
     disk.sync_dir(dir)?;
-    let file = disk.open_append(&path)?;
+    let file = disk.open_positional(&path)?;
     let len = file.len()?;
     if len != bytes.len() as u64 {
         let reason = format!("new segment is {len} bytes, {} were written", bytes.len());
