@@ -46,11 +46,17 @@ fn apply_puts(c: &mut Criterion) {
             group.bench_function(id, |b| {
                 b.iter(|| {
                     let mut batch = store.write().expect("begin a write batch");
-                    for _ in 0..batch_puts {
-                        let put = PutRequest { key: keys.key(next), value: value.clone(), ..PutRequest::default() };
-                        batch.put(&put).expect("put");
-                        next += 1;
-                    }
+                    // As the state machine applies: the revision table open for the whole batch.
+                    batch
+                        .with_table(|ops| {
+                            for _ in 0..batch_puts {
+                                let put =
+                                    PutRequest { key: keys.key(next), value: value.clone(), ..PutRequest::default() };
+                                ops.put(&put).expect("put");
+                                next += 1;
+                            }
+                        })
+                        .expect("open the revision table");
                     batch.commit(false).expect("commit the batch");
                 })
             });

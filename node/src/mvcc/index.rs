@@ -25,6 +25,17 @@ pub(super) struct Entry {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub(super) struct KeyHistory {
     entries: Vec<Entry>,
+    /// The create revision and version its record gives the last entry (0 and 0 for a
+    /// tombstone): what the next put of the key builds on, without reading that record.
+    last: Generation,
+}
+
+/// A record's place in its key's generation: the revision that created the key and how many
+/// times it was put since (etcd's `create_revision` and `version`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(super) struct Generation {
+    pub create_revision: i64,
+    pub version: i64,
 }
 
 impl KeyHistory {
@@ -91,8 +102,8 @@ impl<'a> Interval<'a> {
 /// How to undo one change of the index.
 #[derive(Debug)]
 pub(super) enum Undo {
-    /// An entry was appended to this key's history.
-    Pushed(Vec<u8>),
+    /// An entry was appended to this key's history, whose last entry's generation was this.
+    Pushed(Vec<u8>, Generation),
     /// This key's history was replaced (by compaction); the previous one.
     Replaced(Vec<u8>, KeyHistory),
 }
@@ -142,9 +153,16 @@ impl KeyIndex {
         self.keys.get(key).and_then(|h| h.visible_at(i64::MAX))
     }
 
-    /// Appends a change made by a write batch, journaling it. Panics if it breaks an invariant:
-    /// the write path only ever appends at a fresh revision, deleting only live keys.
-    pub fn push(&mut self, key: &[u8], entry: Entry, journal: &mut Vec<Undo>) {
+    /// The revision of the key's latest version and its generation, if the key currently exists.
+    pub fn latest_generation(&self, key: &[u8]) -> Option<(Rev, Generation)> {
+        let history = self.keys.get(key)?;
+        history.visible_at(i64::MAX).map(|rev| (rev, history.last))
+    }
+
+    /// Appends a change made by a write batch, with its record's generation, journaling it.
+    /// Panics if it breaks an invariant: the write path only ever appends at a fresh revision,
+    /// deleting only live keys.
+    pub fn push(&mut self, key: &[u8], entry: Entry, generation: Generation, journal: &mut Vec<Undo>) {
         // Most writes change a key that exists: look it up before allocating a copy of the key.
         let history = match self.keys.get_mut(key) {
             Some(history) => history,
@@ -154,11 +172,13 @@ impl KeyIndex {
             panic!("key index invariant broken for key {key:?}: {why}");
         }
         history.entries.push(entry);
-        journal.push(Undo::Pushed(key.to_vec()));
+        let previous = std::mem::replace(&mut history.last, generation);
+        journal.push(Undo::Pushed(key.to_vec(), previous));
     }
 
-    /// Appends a change read from disk while rebuilding; a broken invariant is corruption.
-    pub fn load(&mut self, key: &[u8], entry: Entry) -> Result<(), String> {
+    /// Appends a change read from disk while rebuilding, with its record's generation; a broken
+    /// invariant is corruption.
+    pub fn load(&mut self, key: &[u8], entry: Entry, generation: Generation) -> Result<(), String> {
         let history = self.keys.entry(key.to_vec()).or_default();
         if let Some(why) = history.refuse(entry) {
             if history.entries.is_empty() {
@@ -167,6 +187,7 @@ impl KeyIndex {
             return Err(format!("key {key:?}: {why}"));
         }
         history.entries.push(entry);
+        history.last = generation;
         Ok(())
     }
 
@@ -199,12 +220,13 @@ impl KeyIndex {
     /// Undoes one journaled change. Changes must be undone newest first.
     pub fn undo(&mut self, undo: Undo) {
         match undo {
-            Undo::Pushed(key) => {
+            Undo::Pushed(key, previous) => {
                 let history = self.keys.get_mut(&key);
                 let Some(history) = history else {
                     panic!("undo of a push to key {key:?} that is not in the index");
                 };
                 assert!(history.entries.pop().is_some(), "undo of a push to an empty history");
+                history.last = previous;
                 if history.entries.is_empty() {
                     self.keys.remove(&key);
                 }
@@ -234,7 +256,7 @@ mod index_tests {
         let mut index = KeyIndex::default();
         let mut journal = Vec::new();
         for e in [live(2), tomb(4), live(6)] {
-            index.push(b"a", e, &mut journal);
+            index.push(b"a", e, Generation::default(), &mut journal);
         }
         let at = |rev| index.visible(Interval::Single(b"a"), rev);
         assert!(at(1).is_empty());
@@ -249,7 +271,7 @@ mod index_tests {
         let mut index = KeyIndex::default();
         let mut journal = Vec::new();
         for e in [live(2), live(3), tomb(4), live(6), live(7)] {
-            index.push(b"a", e, &mut journal);
+            index.push(b"a", e, Generation::default(), &mut journal);
         }
         let dropped = index.compact(6, &mut journal);
         assert_eq!(dropped, vec![Rev::new(2, 0), Rev::new(3, 0), Rev::new(4, 0)]);
@@ -264,16 +286,32 @@ mod index_tests {
     fn compaction_at_tombstone_removes_key() {
         let mut index = KeyIndex::default();
         let mut journal = Vec::new();
-        index.push(b"a", live(2), &mut journal);
-        index.push(b"a", tomb(3), &mut journal);
+        index.push(b"a", live(2), Generation::default(), &mut journal);
+        index.push(b"a", tomb(3), Generation::default(), &mut journal);
         assert_eq!(index.compact(3, &mut journal).len(), 2);
         assert_eq!(index.len(), 0);
     }
 
     #[test]
+    fn the_latest_generation_follows_pushes_and_their_undo() {
+        let mut index = KeyIndex::default();
+        let mut journal = Vec::new();
+        let gen = |create_revision, version| Generation { create_revision, version };
+        index.push(b"a", live(2), gen(2, 1), &mut journal);
+        index.push(b"a", live(3), gen(2, 2), &mut journal);
+        assert_eq!(index.latest_generation(b"a"), Some((Rev::new(3, 0), gen(2, 2))));
+        index.push(b"a", tomb(4), gen(0, 0), &mut journal);
+        assert_eq!(index.latest_generation(b"a"), None);
+        index.undo(journal.pop().unwrap());
+        assert_eq!(index.latest_generation(b"a"), Some((Rev::new(3, 0), gen(2, 2))));
+        index.undo(journal.pop().unwrap());
+        assert_eq!(index.latest_generation(b"a"), Some((Rev::new(2, 0), gen(2, 1))));
+    }
+
+    #[test]
     fn loading_a_leading_tombstone_is_refused() {
         let mut index = KeyIndex::default();
-        assert!(index.load(b"a", tomb(3)).is_err());
+        assert!(index.load(b"a", tomb(3), Generation::default()).is_err());
         assert_eq!(index.len(), 0);
     }
 

@@ -6,10 +6,13 @@
 //! compaction, and a checksummed snapshot image of the whole state.
 //!
 //! The front door is [`Store`]: reads go through [`Store::range`], writes through one
-//! [`WriteBatch`] per applied Raft batch (one redb write transaction). Each call on the batch is one
-//! etcd write transaction: it succeeds completely (bumping the revision by one if it changed
-//! anything) or fails with no effect. The in-memory index only ever reflects committed state: the
-//! batch journals every index change and undoes them if it is dropped without a commit.
+//! [`WriteBatch`] per applied Raft batch (one redb write transaction); an applier running many
+//! operations runs them through [`WriteBatch::with_table`] ([`BatchOps`]), which keeps the revision
+//! table open across them. Each call on the batch is one etcd write transaction: it succeeds
+//! completely (bumping the revision by one if it changed anything) or fails with no effect. The
+//! in-memory index only ever reflects committed state: the batch journals every index change and
+//! undoes them if it is dropped without a commit. The index also keeps each key's latest create
+//! revision and version, so a put reads the previous record only when it needs its value or lease.
 //!
 //! What it must never depend on: gRPC, tonic, the API layer, Raft, leases or watches. It speaks
 //! the wire types of `detcd_proto` only as plain data; mapping [`MvccError`] to etcd's gRPC status
@@ -40,7 +43,7 @@ mod txn;
 mod tests;
 
 pub use backend::{open_database, DiskBackend};
-pub use batch::WriteBatch;
+pub use batch::{BatchOps, WriteBatch};
 pub use schema::LOCAL_META_PREFIX;
 pub use store::Store;
 

@@ -8,7 +8,7 @@ use detcd_proto::mvccpb::Event;
 
 use super::batch::WriteBatch;
 use super::codec::Record;
-use super::index::{Entry, Interval, KeyIndex};
+use super::index::{Entry, Generation, Interval, KeyIndex};
 use super::range::{self, View};
 use super::schema::{
     decode_i64, decode_u32, Rev, APP_META, FIRST_REVISION, FORMAT_VERSION, META_COMPACT_REV, META_CURRENT_REV,
@@ -263,5 +263,8 @@ pub(super) fn load_record(index: &mut KeyIndex, rev: Rev, bytes: &[u8], current_
         )));
     }
     let entry = Entry { rev, tombstone: record.tombstone };
-    index.load(&record.key, entry).map_err(|why| MvccError::Corrupt(format!("record at revision {rev}: {why}")))
+    let generation = Generation { create_revision: record.create_revision, version: record.version };
+    index
+        .load(&record.key, entry, generation)
+        .map_err(|why| MvccError::Corrupt(format!("record at revision {rev}: {why}")))
 }

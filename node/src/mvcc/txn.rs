@@ -59,7 +59,7 @@ impl Writer<'_, '_> {
     fn plan<'r>(&self, req: &'r TxnRequest, at: i64) -> Result<Plan<'r>, MvccError> {
         let mut succeeded = true;
         for c in &req.compare {
-            if !range::compare(self.index, &self.table, at, c)? {
+            if !range::compare(self.index, &*self.table, at, c)? {
                 succeeded = false;
                 break;
             }

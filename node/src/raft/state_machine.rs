@@ -27,7 +27,7 @@ use super::types::{
     ApplyError, Entry, LogId, Response, Snapshot, SnapshotMeta, StorageError, StoredMembership, TypeConfig,
 };
 use crate::lease::{LeaseError, Lessor};
-use crate::mvcc::{MvccError, Store, WriteBatch};
+use crate::mvcc::{BatchOps, MvccError, Store};
 use crate::watch::WatchHub;
 
 /// Meta keys the Raft layer keeps in the MVCC store's meta table.
@@ -140,12 +140,16 @@ fn outcome<T: Message>(result: Result<T, MvccError>) -> Result<Applied, StorageE
     }
 }
 
-fn revision_header(batch: &WriteBatch<'_>) -> Option<ResponseHeader> {
+fn revision_header(batch: &BatchOps<'_, '_>) -> Option<ResponseHeader> {
     Some(ResponseHeader { revision: batch.revision(), ..Default::default() })
 }
 
 /// etcd's LeaseGrant as applied: the lessor grants, the store records it.
-fn lease_grant(batch: &mut WriteBatch<'_>, lessor: &Lessor, req: &LeaseGrantRequest) -> Result<Applied, StorageError> {
+fn lease_grant(
+    batch: &mut BatchOps<'_, '_>,
+    lessor: &Lessor,
+    req: &LeaseGrantRequest,
+) -> Result<Applied, StorageError> {
     match lessor.grant(req.id, req.ttl) {
         Ok(ttl) => {
             batch.set_meta(&lease_key(req.id), &ttl.to_be_bytes()).map_err(sm_error)?;
@@ -163,7 +167,7 @@ fn lease_grant(batch: &mut WriteBatch<'_>, lessor: &Lessor, req: &LeaseGrantRequ
 /// etcd's LeaseRevoke as applied (by a client, or by the leader at expiry): every attached key is
 /// deleted in one revision.
 fn lease_revoke(
-    batch: &mut WriteBatch<'_>,
+    batch: &mut BatchOps<'_, '_>,
     lessor: &Lessor,
     req: &LeaseRevokeRequest,
 ) -> Result<Applied, StorageError> {
@@ -186,7 +190,7 @@ fn lease_revoke(
 
 /// Applies one client request inside the batch; the lessor follows the keys it attaches and
 /// detaches.
-fn apply_request(batch: &mut WriteBatch<'_>, lessor: &Lessor, encoded: &[u8]) -> Result<Applied, StorageError> {
+fn apply_request(batch: &mut BatchOps<'_, '_>, lessor: &Lessor, encoded: &[u8]) -> Result<Applied, StorageError> {
     let Ok(request) = InternalRequest::decode(encoded) else {
         return Ok(Err(ApplyError::Malformed));
     };
@@ -196,7 +200,7 @@ fn apply_request(batch: &mut WriteBatch<'_>, lessor: &Lessor, encoded: &[u8]) ->
     Ok(applied)
 }
 
-fn apply_op(batch: &mut WriteBatch<'_>, lessor: &Lessor, request: InternalRequest) -> Result<Applied, StorageError> {
+fn apply_op(batch: &mut BatchOps<'_, '_>, lessor: &Lessor, request: InternalRequest) -> Result<Applied, StorageError> {
     match request.request {
         Some(InternalOp::Put(put)) => outcome(batch.put(&put)),
         Some(InternalOp::DeleteRange(del)) => outcome(batch.delete_range(&del)),
@@ -232,29 +236,35 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         batch.check_leases_with(move |id| lessor.exists(id));
         let mut responses = Vec::new();
         let mut membership_changed = false;
-        for entry in entries {
-            let log_id = *entry.get_log_id();
-            assert!(applied.is_none_or(|a| a < log_id), "applied index must only grow: {applied:?} then {log_id}");
-            let response = match &entry.payload {
-                EntryPayload::Blank => Response::default(),
-                EntryPayload::Normal(request) => {
-                    let results: Result<Vec<Applied>, StorageError> =
-                        request.batch.iter().map(|encoded| apply_request(&mut batch, &self.lessor, encoded)).collect();
-                    Response { results: results? }
-                }
-                EntryPayload::Membership(m) => {
-                    let gone = membership.membership().nodes().map(|(id, _)| *id).filter(|id| m.get_node(id).is_none());
-                    for id in gone.collect::<Vec<u64>>() {
-                        batch.set_meta(&removed_key(id), &[]).map_err(sm_error)?;
+        let lessor = &self.lessor;
+        let applying = batch.with_table(|batch| -> Result<(), StorageError> {
+            for entry in entries {
+                let log_id = *entry.get_log_id();
+                assert!(applied.is_none_or(|a| a < log_id), "applied index must only grow: {applied:?} then {log_id}");
+                let response = match &entry.payload {
+                    EntryPayload::Blank => Response::default(),
+                    EntryPayload::Normal(request) => {
+                        let results: Result<Vec<Applied>, StorageError> =
+                            request.batch.iter().map(|encoded| apply_request(batch, lessor, encoded)).collect();
+                        Response { results: results? }
                     }
-                    membership = StoredMembership::new(Some(log_id), m.clone());
-                    membership_changed = true;
-                    Response::default()
-                }
-            };
-            responses.push(response);
-            applied = Some(log_id);
-        }
+                    EntryPayload::Membership(m) => {
+                        let gone =
+                            membership.membership().nodes().map(|(id, _)| *id).filter(|id| m.get_node(id).is_none());
+                        for id in gone.collect::<Vec<u64>>() {
+                            batch.set_meta(&removed_key(id), &[]).map_err(sm_error)?;
+                        }
+                        membership = StoredMembership::new(Some(log_id), m.clone());
+                        membership_changed = true;
+                        Response::default()
+                    }
+                };
+                responses.push(response);
+                applied = Some(log_id);
+            }
+            Ok(())
+        });
+        applying.map_err(sm_error)??;
         batch.set_meta(META_APPLIED, &bincode::serialize(&applied).map_err(sm_error)?).map_err(sm_error)?;
         // The stored membership only changes with a membership entry; rewriting it on every batch
         // cost a serialisation and a table update per apply.
