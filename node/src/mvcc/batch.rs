@@ -134,7 +134,7 @@ impl<'a> WriteBatch<'a> {
 
     /// Removes an opaque value stored by [`WriteBatch::set_meta`], committed with the batch.
     pub fn delete_meta(&mut self, name: &str) -> Result<(), MvccError> {
-        self.with_table(|ops| ops.delete_meta(name))?
+        change_meta(usable(&self.txn, &self.poisoned), &mut self.poisoned, name, None)
     }
 
     /// etcd's Put as its own write transaction.
@@ -153,8 +153,11 @@ impl<'a> WriteBatch<'a> {
     }
 
     /// etcd's Range, seeing this batch's writes.
-    pub fn range(&mut self, req: &RangeRequest) -> Result<RangeResponse, MvccError> {
-        self.with_table(|ops| ops.range(req))?
+    pub fn range(&self, req: &RangeRequest) -> Result<RangeResponse, MvccError> {
+        let txn = usable(&self.txn, &self.poisoned)?;
+        let table = txn.open_table(REVISIONS)?;
+        let view = View { rev: self.store.current_rev, compact_rev: self.store.compact_rev };
+        range::range(&self.store.index, &table, view, req)
     }
 
     /// Compacts history at `req.revision`, physically deleting what no read at or after it needs.
@@ -164,7 +167,7 @@ impl<'a> WriteBatch<'a> {
 
     /// Stores an opaque value for the Raft layer, committed with the batch.
     pub fn set_meta(&mut self, name: &str, value: &[u8]) -> Result<(), MvccError> {
-        self.with_table(|ops| ops.set_meta(name, value))?
+        change_meta(usable(&self.txn, &self.poisoned), &mut self.poisoned, name, Some(value))
     }
 
     /// Commits the batch (`durable`: fsync before returning) and publishes it to the store. On
@@ -190,6 +193,30 @@ impl<'a> WriteBatch<'a> {
         self.journal.clear();
         Ok(())
     }
+}
+
+/// Sets (`Some`) or removes (`None`) the opaque value `name` in `txn`, if the batch is usable,
+/// poisoning the batch if storage fails.
+fn change_meta(
+    txn: Result<&WriteTransaction, MvccError>,
+    poisoned: &mut Option<MvccError>,
+    name: &str,
+    value: Option<&[u8]>,
+) -> Result<(), MvccError> {
+    let result = txn.and_then(|txn| {
+        let mut table = txn.open_table(APP_META)?;
+        match value {
+            Some(value) => table.insert(name, value)?,
+            None => table.remove(name)?,
+        };
+        Ok(())
+    });
+    if let Err(e) = &result {
+        if e.is_fatal() && poisoned.is_none() {
+            *poisoned = Some(e.clone());
+        }
+    }
+    result
 }
 
 /// A [`WriteBatch`] with its revision table open: see [`WriteBatch::with_table`]. The same
@@ -224,15 +251,8 @@ impl BatchOps<'_, '_> {
 
     /// Removes an opaque value stored by [`WriteBatch::set_meta`], committed with the batch.
     pub fn delete_meta(&mut self, name: &str) -> Result<(), MvccError> {
-        let result = (|| -> Result<(), MvccError> {
-            self.check_usable()?;
-            self.txn.open_table(APP_META)?.remove(name)?;
-            Ok(())
-        })();
-        if let Err(e) = &result {
-            self.poison_if_fatal(e);
-        }
-        result
+        let txn = self.check_usable().map(|()| self.txn);
+        change_meta(txn, self.poisoned, name, None)
     }
 
     /// etcd's Put as its own write transaction.
@@ -290,15 +310,8 @@ impl BatchOps<'_, '_> {
 
     /// Stores an opaque value for the Raft layer, committed with the batch.
     pub fn set_meta(&mut self, name: &str, value: &[u8]) -> Result<(), MvccError> {
-        let result = (|| -> Result<(), MvccError> {
-            self.check_usable()?;
-            self.txn.open_table(APP_META)?.insert(name, value)?;
-            Ok(())
-        })();
-        if let Err(e) = &result {
-            self.poison_if_fatal(e);
-        }
-        result
+        let txn = self.check_usable().map(|()| self.txn);
+        change_meta(txn, self.poisoned, name, Some(value))
     }
 
     fn poison_if_fatal(&mut self, e: &MvccError) {
