@@ -298,7 +298,8 @@ impl Wal {
         if self.file_len > self.written_len {
             return Ok(());
         }
-        let room_end = self.written_len + self.room_bytes;
+        // Never past the size recovery accepts.
+        let room_end = (self.written_len + self.room_bytes).min(SEGMENT_BYTES_MAX);
         while self.file_len < room_end {
             let piece = (room_end - self.file_len).min(ZEROS.len() as u64) as usize;
             self.file.write_at(self.file_len, &ZEROS[..piece])?;
