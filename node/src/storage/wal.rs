@@ -60,7 +60,13 @@ pub const SEGMENT_BYTES_MAX: u64 = 1024 * 1024 * 1024;
 /// WAL's memory between syncs.
 pub const WRITE_BUFFER_BYTES_MAX: usize = 4 * 1024 * 1024;
 /// How much zero-filled room a sync that runs out of it writes ahead of the records.
+#[cfg(not(madsim))]
 pub const ROOM_BYTES: u64 = 1024 * 1024;
+/// Under the simulator, 64 KiB: runs cross the end of the room more often, and the in-memory
+/// disk, which copies a file's image on every crash and reopen, has less to copy (with 1 MiB a
+/// 66-seed campaign took 64.7 s instead of 53.8 s).
+#[cfg(madsim)]
+pub const ROOM_BYTES: u64 = 64 * 1024;
 /// Zeros written ahead, a piece at a time.
 static ZEROS: [u8; 64 * 1024] = [0; 64 * 1024];
 
