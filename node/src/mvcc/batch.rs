@@ -56,10 +56,23 @@ fn usable<'t>(
     txn: &'t Option<WriteTransaction>,
     poisoned: &Option<MvccError>,
 ) -> Result<&'t WriteTransaction, MvccError> {
-    if let Some(e) = poisoned {
-        return Err(MvccError::Storage(format!("write batch unusable after an earlier failure: {e}")));
-    }
+    not_poisoned(poisoned)?;
     txn.as_ref().ok_or_else(|| MvccError::Storage("write batch already committed".to_string()))
+}
+
+/// Fails if an earlier storage failure poisoned the batch.
+fn not_poisoned(poisoned: &Option<MvccError>) -> Result<(), MvccError> {
+    match poisoned {
+        Some(e) => Err(MvccError::Storage(format!("write batch unusable after an earlier failure: {e}"))),
+        None => Ok(()),
+    }
+}
+
+/// Poisons the batch with `e` if it is a storage failure and nothing poisoned it before.
+fn poison_if_fatal(poisoned: &mut Option<MvccError>, e: &MvccError) {
+    if e.is_fatal() && poisoned.is_none() {
+        *poisoned = Some(e.clone());
+    }
 }
 
 impl<'a> WriteBatch<'a> {
@@ -114,9 +127,7 @@ impl<'a> WriteBatch<'a> {
         let (txn, table) = match result {
             Ok(open) => open,
             Err(e) => {
-                if e.is_fatal() && self.poisoned.is_none() {
-                    self.poisoned = Some(e.clone());
-                }
+                poison_if_fatal(&mut self.poisoned, &e);
                 return Err(e);
             }
         };
@@ -212,9 +223,7 @@ fn change_meta(
         Ok(())
     });
     if let Err(e) = &result {
-        if e.is_fatal() && poisoned.is_none() {
-            *poisoned = Some(e.clone());
-        }
+        poison_if_fatal(poisoned, e);
     }
     result
 }
@@ -243,10 +252,7 @@ impl BatchOps<'_, '_> {
     }
 
     fn check_usable(&self) -> Result<(), MvccError> {
-        match &*self.poisoned {
-            Some(e) => Err(MvccError::Storage(format!("write batch unusable after an earlier failure: {e}"))),
-            None => Ok(()),
-        }
+        not_poisoned(self.poisoned)
     }
 
     /// Removes an opaque value stored by [`WriteBatch::set_meta`], committed with the batch.
@@ -314,12 +320,6 @@ impl BatchOps<'_, '_> {
         change_meta(txn, self.poisoned, name, Some(value))
     }
 
-    fn poison_if_fatal(&mut self, e: &MvccError) {
-        if e.is_fatal() && self.poisoned.is_none() {
-            *self.poisoned = Some(e.clone());
-        }
-    }
-
     /// Runs one etcd write transaction: on success the store's revision moves to the one it
     /// wrote (if it wrote anything); on failure every trace of it is removed.
     fn run<R>(
@@ -361,7 +361,7 @@ impl BatchOps<'_, '_> {
                 self.store.index.undo(undo);
             }
         }
-        self.poison_if_fatal(cause);
+        poison_if_fatal(self.poisoned, cause);
         if self.poisoned.is_some() || !ctx.changed() {
             return;
         }
