@@ -11,6 +11,8 @@ mod kv;
 mod lease;
 mod lock;
 mod maintenance;
+#[cfg(not(madsim))]
+mod oversize;
 pub mod validate;
 mod watch;
 
@@ -133,16 +135,24 @@ pub async fn serve(
     addr: SocketAddr,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), String> {
+    // etcd limits every received message, on every service, to the request limit plus overhead.
     let limit = (ctx.max_request_bytes + GRPC_OVERHEAD_BYTES) as usize;
     let kv = KvServer::new(kv::KvService::new(ctx.clone())).max_decoding_message_size(limit);
-    let maintenance = MaintenanceServer::new(maintenance::MaintenanceService::new(ctx.clone()));
-    let cluster = ClusterServer::new(cluster::ClusterService::new(ctx.clone()));
-    let watch = WatchServer::new(watch::WatchService::new(ctx.clone()));
-    let lease = LeaseServer::new(lease::LeaseService::new(ctx.clone()));
-    let lock = detcd_proto::v3lockpb::lock_server::LockServer::new(lock::LockService::new(ctx.clone()));
+    let maintenance =
+        MaintenanceServer::new(maintenance::MaintenanceService::new(ctx.clone())).max_decoding_message_size(limit);
+    let cluster = ClusterServer::new(cluster::ClusterService::new(ctx.clone())).max_decoding_message_size(limit);
+    let watch = WatchServer::new(watch::WatchService::new(ctx.clone())).max_decoding_message_size(limit);
+    let lease = LeaseServer::new(lease::LeaseService::new(ctx.clone())).max_decoding_message_size(limit);
+    let lock = detcd_proto::v3lockpb::lock_server::LockServer::new(lock::LockService::new(ctx.clone()))
+        .max_decoding_message_size(limit);
     let election =
-        detcd_proto::v3electionpb::election_server::ElectionServer::new(election::ElectionService::new(ctx.clone()));
-    tonic::transport::Server::builder()
+        detcd_proto::v3electionpb::election_server::ElectionServer::new(election::ElectionService::new(ctx.clone()))
+            .max_decoding_message_size(limit);
+    #[cfg(not(madsim))]
+    let mut builder = tonic::transport::Server::builder().layer(oversize::OversizeLayer);
+    #[cfg(madsim)]
+    let mut builder = tonic::transport::Server::builder();
+    builder
         .add_service(kv)
         .add_service(watch)
         .add_service(lease)
