@@ -420,7 +420,8 @@ def main(argv):
         "loopback, started with the same etcd flags (fsync on, default snapshot settings), one cluster at a "
         f"time, etcd and detcd alternating, {results.repeats} repeat(s); every number is the median over the "
         "repeats. Loads come from `detcd-bench` (a closed loop like etcd's `benchmark` tool: each client "
-        "keeps one request in flight). Puts go to the leader; range reads go to all three members.",
+        "keeps one request in flight; each unary request leaves in one socket write, as from etcd's Go client). "
+        "Puts go to the leader; range reads go to all three members.",
         "",
         "## Targets",
         "",

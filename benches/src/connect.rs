@@ -1,13 +1,28 @@
 //! Opens the run's gRPC connections: `--conns` of them, connection `i` to endpoint
 //! `i % endpoints`, each one HTTP/2 connection that its clients' requests share. Clients are
-//! spread over them round-robin with [`spread`].
+//! spread over them round-robin with [`spread`]. The request loads use [`grpc::Connection`]s
+//! ([`connect_unary`]), the streaming loads tonic channels ([`connect`]).
 
 use tonic::transport::{Channel, Endpoint};
 
 use crate::options::Options;
-use crate::Error;
+use crate::{grpc, Error};
 
-/// Connects every connection, giving up on one after `--timeout`.
+/// Connects every connection for unary calls, giving up on one after `--timeout`.
+pub async fn connect_unary(options: &Options) -> Result<Vec<grpc::Connection>, Error> {
+    assert!(!options.endpoints.is_empty() && options.conns >= 1);
+    let mut connections = Vec::with_capacity(options.conns);
+    for i in 0..options.conns {
+        let url = &options.endpoints[i % options.endpoints.len()];
+        let connection = grpc::Connection::open(url, options.timeout)
+            .await
+            .map_err(|reason| Error::Connect { endpoint: url.clone(), reason })?;
+        connections.push(connection);
+    }
+    Ok(connections)
+}
+
+/// Connects every tonic channel, giving up on one after `--timeout`.
 pub async fn connect(options: &Options) -> Result<Vec<Channel>, Error> {
     assert!(!options.endpoints.is_empty() && options.conns >= 1);
     let mut channels = Vec::with_capacity(options.conns);
@@ -28,7 +43,7 @@ pub async fn connect(options: &Options) -> Result<Vec<Channel>, Error> {
 }
 
 /// `count` clients, client `c` built by `client` from connection `c % channels.len()`.
-pub fn spread<T>(channels: &[Channel], count: usize, client: impl Fn(Channel) -> T) -> Vec<T> {
+pub fn spread<C: Clone, T>(channels: &[C], count: usize, client: impl Fn(C) -> T) -> Vec<T> {
     assert!(!channels.is_empty());
     (0..count).map(|c| client(channels[c % channels.len()].clone())).collect()
 }

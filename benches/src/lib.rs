@@ -16,6 +16,7 @@
 pub mod commands;
 pub mod connect;
 pub mod driver;
+pub mod grpc;
 pub mod keys;
 pub mod options;
 pub mod progress;

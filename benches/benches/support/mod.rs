@@ -19,12 +19,11 @@ use criterion::{BenchmarkId, Criterion, Throughput};
 use detcd::config::{self, Config};
 use detcd::storage::RealDisk;
 use detcd_benches::commands::{self, Report};
-use detcd_benches::connect;
 use detcd_benches::options::{Command, Options, Output};
+use detcd_benches::{connect, grpc};
 use tokio::runtime::Runtime;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
-use tonic::transport::Channel;
 
 /// How long a cluster may take to elect a leader and answer a put on every member.
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
@@ -143,8 +142,8 @@ impl Cluster {
     /// Opens a put load of `clients` concurrent requests over `conns` connections.
     pub fn put_load(&self, clients: usize, conns: usize) -> PutLoad {
         let options = options(&self.endpoints, clients, conns, 1);
-        let channels = self.runtime.block_on(connect::connect(&options)).expect("connect to the cluster");
-        PutLoad { runtime: self.runtime.clone(), options, channels }
+        let connections = self.runtime.block_on(connect::connect_unary(&options)).expect("connect to the cluster");
+        PutLoad { runtime: self.runtime.clone(), options, connections }
     }
 
     /// Stops every member, waits for each to exit cleanly, removes the data dirs.
@@ -204,7 +203,7 @@ fn options(endpoints: &[String], clients: usize, conns: usize, total: u64) -> Op
 pub struct PutLoad {
     runtime: Arc<Runtime>,
     options: Options,
-    channels: Vec<Channel>,
+    connections: Vec<grpc::Connection>,
 }
 
 impl PutLoad {
@@ -214,7 +213,7 @@ impl PutLoad {
         self.options.total = total.max(1);
         let started = Instant::now();
         let report: Report =
-            self.runtime.block_on(commands::run_on(&Command::Put, &self.options, &self.channels)).expect("put load");
+            self.runtime.block_on(commands::run_on(&Command::Put, &self.options, &self.connections)).expect("put load");
         let elapsed = started.elapsed();
         let summary = &report.main.1;
         let failed: Vec<(&str, u64)> = summary.errors().iter().collect();

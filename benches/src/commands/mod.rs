@@ -9,13 +9,11 @@ mod range;
 mod txn_put;
 mod watch_latency;
 
-use tonic::transport::Channel;
-
 use crate::driver::{drive, Worker};
 use crate::options::{Command, Options, Output};
 use crate::progress::Progress;
 use crate::summary::Summary;
-use crate::{connect, Error};
+use crate::{connect, grpc, Error};
 
 /// What a run measured: the main summary (the one `--output json` prints), and for the text
 /// report any summaries printed before it (`watch-latency`'s puts).
@@ -46,24 +44,32 @@ impl Report {
     }
 }
 
-/// Runs `command` against the endpoints in `options`.
+/// Runs `command` against the endpoints in `options`: the request loads over lean unary
+/// connections ([`crate::grpc`]), the streaming ones over tonic channels.
 pub async fn run(command: &Command, options: &Options) -> Result<Report, Error> {
-    let channels = connect::connect(options).await?;
-    run_on(command, options, &channels).await
+    match command {
+        Command::WatchLatency(spec) => watch_latency::run(options, &connect::connect(options).await?, spec).await,
+        Command::LeaseKeepalive => lease_keepalive::run(options, &connect::connect(options).await?).await,
+        Command::Put | Command::Range { .. } | Command::TxnPut { .. } => {
+            run_on(command, options, &connect::connect_unary(options).await?).await
+        }
+    }
 }
 
-/// Runs `command` over connections already open ([`connect::connect`] with the same `options`), so
-/// that a caller timing many runs (the criterion benches) pays for connecting once.
-pub async fn run_on(command: &Command, options: &Options, channels: &[Channel]) -> Result<Report, Error> {
-    assert_eq!(channels.len(), options.conns, "one channel per --conns");
+/// Runs a request load (`put`, `range`, `txn-put`) over connections already open
+/// ([`connect::connect_unary`] with the same `options`), so that a caller timing many runs (the
+/// criterion benches) pays for connecting once.
+pub async fn run_on(command: &Command, options: &Options, connections: &[grpc::Connection]) -> Result<Report, Error> {
+    assert_eq!(connections.len(), options.conns, "one connection per --conns");
     match command {
-        Command::Put => put::run(options, channels).await,
+        Command::Put => put::run(options, connections).await,
         Command::Range { key, end, consistency } => {
-            range::run(options, channels, key, end.as_deref(), *consistency).await
+            range::run(options, connections, key, end.as_deref(), *consistency).await
         }
-        Command::TxnPut { txn_ops } => txn_put::run(options, channels, *txn_ops).await,
-        Command::WatchLatency(spec) => watch_latency::run(options, channels, spec).await,
-        Command::LeaseKeepalive => lease_keepalive::run(options, channels).await,
+        Command::TxnPut { txn_ops } => txn_put::run(options, connections, *txn_ops).await,
+        Command::WatchLatency(_) | Command::LeaseKeepalive => {
+            Err(Error::Usage("watch-latency and lease-keepalive open their own streams: use commands::run".into()))
+        }
     }
 }
 

@@ -1,31 +1,30 @@
 //! `range <key> [end]`: the same Range request over and over, linearizable (`--consistency l`,
 //! through the leader's read index) or serializable (`s`, answered by the member itself).
 
-use detcd_proto::etcdserverpb::kv_client::KvClient;
-use detcd_proto::etcdserverpb::RangeRequest;
-use tonic::transport::Channel;
+use detcd_proto::etcdserverpb::{RangeRequest, RangeResponse};
 
 use super::{closed_loop, Report};
 use crate::connect::spread;
 use crate::driver::{RequestError, Worker};
+use crate::grpc::{Connection, KV_RANGE};
 use crate::options::{Consistency, Options};
 use crate::Error;
 
 struct RangeWorker {
-    kv: KvClient<Channel>,
+    kv: Connection,
     request: RangeRequest,
 }
 
 impl Worker for RangeWorker {
     async fn request(&mut self, _i: u64) -> Result<(), RequestError> {
-        self.kv.range(self.request.clone()).await?;
+        let _: RangeResponse = self.kv.unary(KV_RANGE, &self.request).await?;
         Ok(())
     }
 }
 
 pub async fn run(
     options: &Options,
-    channels: &[Channel],
+    connections: &[Connection],
     key: &str,
     end: Option<&str>,
     consistency: Consistency,
@@ -36,9 +35,7 @@ pub async fn run(
         serializable: consistency == Consistency::Serializable,
         ..RangeRequest::default()
     };
-    let workers = spread(channels, options.clients, |channel| RangeWorker {
-        kv: KvClient::new(channel),
-        request: request.clone(),
-    });
+    let workers =
+        spread(connections, options.clients, |connection| RangeWorker { kv: connection, request: request.clone() });
     Ok(closed_loop(options, workers).await)
 }

@@ -3,19 +3,18 @@
 
 use std::sync::Arc;
 
-use detcd_proto::etcdserverpb::kv_client::KvClient;
-use detcd_proto::etcdserverpb::{request_op, PutRequest, RequestOp, TxnRequest};
-use tonic::transport::Channel;
+use detcd_proto::etcdserverpb::{request_op, PutRequest, RequestOp, TxnRequest, TxnResponse};
 
 use super::{closed_loop, put, Report};
 use crate::connect::spread;
 use crate::driver::{RequestError, Worker};
+use crate::grpc::{Connection, KV_TXN};
 use crate::keys::Keys;
 use crate::options::Options;
 use crate::Error;
 
 struct TxnPutWorker {
-    kv: KvClient<Channel>,
+    kv: Connection,
     keys: Arc<Keys>,
     value: Arc<Vec<u8>>,
     txn_ops: usize,
@@ -34,19 +33,19 @@ impl Worker for TxnPutWorker {
                 })),
             })
             .collect();
-        let response = self.kv.txn(TxnRequest { success, ..TxnRequest::default() }).await?;
-        if !response.get_ref().succeeded {
+        let response: TxnResponse = self.kv.unary(KV_TXN, &TxnRequest { success, ..TxnRequest::default() }).await?;
+        if !response.succeeded {
             return Err(RequestError::Unexpected("txn without compares did not succeed".to_string()));
         }
         Ok(())
     }
 }
 
-pub async fn run(options: &Options, channels: &[Channel], txn_ops: usize) -> Result<Report, Error> {
+pub async fn run(options: &Options, connections: &[Connection], txn_ops: usize) -> Result<Report, Error> {
     let keys = Arc::new(Keys::new(options.key_size, options.key_space_size, options.sequential_keys));
     let value = Arc::new(put::value(options.val_size));
-    let workers = spread(channels, options.clients, |channel| TxnPutWorker {
-        kv: KvClient::new(channel),
+    let workers = spread(connections, options.clients, |connection| TxnPutWorker {
+        kv: connection,
         keys: keys.clone(),
         value: value.clone(),
         txn_ops,
