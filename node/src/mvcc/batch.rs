@@ -453,20 +453,19 @@ impl Writer<'_, '_> {
 
     /// etcd's Put (applierV3backend.Put plus storeTxnWrite.put).
     pub fn put(&mut self, ctx: &mut TxnCtx, req: &PutRequest) -> Result<PutResponse, MvccError> {
-        let latest = self.index.latest_generation(&req.key);
+        // The previous record is read only when its value, lease or itself is asked for: the
+        // key's create revision and version are in the index, which the push below reads.
+        let wants_prev = req.prev_kv || req.ignore_value || req.ignore_lease;
+        let latest = if wants_prev { self.index.latest(&req.key) } else { None };
         if (req.ignore_value || req.ignore_lease) && latest.is_none() {
             return Err(MvccError::KeyNotFound);
         }
         if req.lease != 0 && !req.ignore_lease && !(self.lease_exists)(req.lease) {
             return Err(MvccError::LeaseNotFound);
         }
-        // The previous record is read only when its value, lease or itself is asked for: its
-        // create revision and version are in the index.
         let prev = match latest {
-            Some((rev, _)) if req.prev_kv || req.ignore_value || req.ignore_lease => {
-                Some(fetch(&*self.table, &req.key, rev)?)
-            }
-            _ => None,
+            Some(rev) => Some(fetch(&*self.table, &req.key, rev)?),
+            None => None,
         };
         let value = match &prev {
             Some(p) if req.ignore_value => p.value.clone(),
@@ -477,26 +476,24 @@ impl Writer<'_, '_> {
             _ => req.lease,
         };
         let rev = ctx.next_rev();
-        let (create_revision, version) = match latest {
-            Some((_, last)) => (last.create_revision, last.version.saturating_add(1)),
-            None => (rev.main, 1),
-        };
+        // Indexed before the record is written: if writing fails, the operation's undo pops it.
+        let generation = self.index.push_put(&req.key, rev, self.journal);
         debug_assert!(
-            prev.as_ref()
-                .is_none_or(|p| (p.create_revision, p.version.saturating_add(1)) == (create_revision, version)),
+            prev.as_ref().is_none_or(|p| (p.create_revision, p.version.saturating_add(1))
+                == (generation.create_revision, generation.version)),
             "the index and the record disagree on the generation of {:?}",
             req.key
         );
         let record = Record {
             key: req.key.clone(),
             value,
-            create_revision,
+            create_revision: generation.create_revision,
             mod_revision: rev.main,
-            version,
+            version: generation.version,
             lease,
             tombstone: false,
         };
-        self.append(rev, record)?;
+        self.write(rev, record)?;
         Ok(PutResponse { header: header(rev.main), prev_kv: prev.filter(|_| req.prev_kv).map(Record::into_kv) })
     }
 
@@ -531,11 +528,16 @@ impl Writer<'_, '_> {
 
     /// Writes `record` at the fresh revision `rev` and indexes it.
     fn append(&mut self, rev: Rev, record: Record) -> Result<(), MvccError> {
-        let existed = self.table.insert(rev.to_key(), record.encode().as_slice())?.is_some();
-        assert!(!existed, "revision {rev} was written twice");
         let entry = Entry { rev, tombstone: record.tombstone };
         let generation = Generation { create_revision: record.create_revision, version: record.version };
         self.index.push(&record.key, entry, generation, self.journal);
+        self.write(rev, record)
+    }
+
+    /// Writes `record`, already indexed, at the fresh revision `rev`, and its watch event.
+    fn write(&mut self, rev: Rev, record: Record) -> Result<(), MvccError> {
+        let existed = self.table.insert(rev.to_key(), record.encode().as_slice())?.is_some();
+        assert!(!existed, "revision {rev} was written twice");
         self.events.push(event_of(record));
         Ok(())
     }
