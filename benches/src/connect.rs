@@ -3,6 +3,8 @@
 //! spread over them round-robin with [`spread`]. The request loads use [`grpc::Connection`]s
 //! ([`connect_unary`]), the streaming loads tonic channels ([`connect`]).
 
+use std::future::Future;
+
 use tonic::transport::{Channel, Endpoint};
 
 use crate::options::Options;
@@ -10,36 +12,38 @@ use crate::{grpc, Error};
 
 /// Connects every connection for unary calls, giving up on one after `--timeout`.
 pub async fn connect_unary(options: &Options) -> Result<Vec<grpc::Connection>, Error> {
-    assert!(!options.endpoints.is_empty() && options.conns >= 1);
-    let mut connections = Vec::with_capacity(options.conns);
-    for i in 0..options.conns {
-        let url = &options.endpoints[i % options.endpoints.len()];
-        let connection = grpc::Connection::open(url, options.timeout)
-            .await
-            .map_err(|reason| Error::Connect { endpoint: url.clone(), reason })?;
-        connections.push(connection);
-    }
-    Ok(connections)
+    let timeout = options.timeout;
+    connect_each(options, |url| async move { grpc::Connection::open(&url, timeout).await }).await
 }
 
 /// Connects every tonic channel, giving up on one after `--timeout`.
 pub async fn connect(options: &Options) -> Result<Vec<Channel>, Error> {
+    let timeout = options.timeout;
+    connect_each(options, |url| async move {
+        let endpoint =
+            Endpoint::from_shared(url).map_err(|e| e.to_string())?.connect_timeout(timeout).tcp_nodelay(true);
+        tokio::time::timeout(timeout, endpoint.connect())
+            .await
+            .map_err(|_| format!("no connection within {timeout:?}"))?
+            .map_err(|e| error_chain(&e))
+    })
+    .await
+}
+
+/// Opens `--conns` connections with `open`, connection `i` to endpoint `i % endpoints`; a failure
+/// names its endpoint.
+async fn connect_each<C, F: Future<Output = Result<C, String>>>(
+    options: &Options,
+    open: impl Fn(String) -> F,
+) -> Result<Vec<C>, Error> {
     assert!(!options.endpoints.is_empty() && options.conns >= 1);
-    let mut channels = Vec::with_capacity(options.conns);
+    let mut connections = Vec::with_capacity(options.conns);
     for i in 0..options.conns {
         let url = &options.endpoints[i % options.endpoints.len()];
-        let failed = |reason: String| Error::Connect { endpoint: url.clone(), reason };
-        let endpoint = Endpoint::from_shared(url.clone())
-            .map_err(|e| failed(e.to_string()))?
-            .connect_timeout(options.timeout)
-            .tcp_nodelay(true);
-        let channel = tokio::time::timeout(options.timeout, endpoint.connect())
-            .await
-            .map_err(|_| failed(format!("no connection within {:?}", options.timeout)))?
-            .map_err(|e| failed(error_chain(&e)))?;
-        channels.push(channel);
+        let connection = open(url.clone()).await.map_err(|reason| Error::Connect { endpoint: url.clone(), reason })?;
+        connections.push(connection);
     }
-    Ok(channels)
+    Ok(connections)
 }
 
 /// `count` clients, client `c` built by `client` from connection `c % channels.len()`.

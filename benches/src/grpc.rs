@@ -143,7 +143,9 @@ fn unframe<Resp: Message + Default>(mut data: Bytes) -> Result<Resp, RequestErro
 }
 
 /// The call's outcome from `grpc-status`/`grpc-message`: `None` if absent, `Some(None)` for OK,
-/// `Some(Some(error))` otherwise.
+/// `Some(Some(error))` otherwise. Not tonic's `Status::from_header_map`: it copies the whole header
+/// map on every call (this runs once per response) and panics on a malformed
+/// `grpc-status-details`, which a load tool pointed at any endpoint must survive.
 fn grpc_status(headers: &HeaderMap) -> Option<Option<RequestError>> {
     let code = headers.get("grpc-status")?;
     let code = code.to_str().ok().and_then(|c| c.parse::<i32>().ok()).unwrap_or(tonic::Code::Unknown as i32);
